@@ -1,0 +1,100 @@
+"""The toy models' forward pass, loss and initialisation, in numpy.
+
+These define the models for every layer above ``implementation``: the held-out loss of any
+result is recomputed here, so restarts are ranked the same way whichever implementation trained
+them. Weight layout (all with a leading instance axis):
+
+- ``W``  (instances, m, n): column ``W[:, :, i]`` is feature i's direction (the encoder; also
+  the tied decoder for ``linear``, ``relu_output`` and ``relu_hidden``);
+- ``b``  (instances, n): the output bias;
+- ``W2`` (instances, n, m): the untied decoder of the ``abs`` model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .data import eval_chunks, seed_sequence
+from .spec import Spec
+
+__all__ = ["eval_loss", "forward", "initial_weights", "loss", "target"]
+
+
+def _relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0)
+
+
+def forward(model: str, params: Mapping[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Output and hidden activations for inputs ``x`` (instances, batch, n)."""
+    W, b = params["W"], params["b"]
+    h = np.matmul(x, np.swapaxes(W, -1, -2))  # (I, B, m)
+    if model == "linear":
+        return np.matmul(h, W) + b[:, None, :], h
+    if model == "relu_output":
+        return _relu(np.matmul(h, W) + b[:, None, :]), h
+    if model == "relu_hidden":
+        h = _relu(h)
+        return _relu(np.matmul(h, W) + b[:, None, :]), h
+    if model == "abs":
+        h = _relu(h)
+        return _relu(np.matmul(h, np.swapaxes(params["W2"], -1, -2)) + b[:, None, :]), h
+    raise ValueError(f"unknown model kind {model!r}")
+
+
+def target(model: str, x: np.ndarray) -> np.ndarray:
+    """What the model reconstructs: ``|x|`` for ``abs``, ``x`` otherwise."""
+    return np.abs(x) if model == "abs" else x
+
+
+def loss(
+    model: str,
+    params: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    importance: np.ndarray,
+    hidden_l1: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per-instance loss: mean over the batch of sum_i I_i (y_i - y'_i)^2 (+ l1 * ||h||_1)."""
+    out, h = forward(model, params, x)
+    err = (target(model, x) - out) ** 2 * importance[:, None, :]
+    per = err.sum(-1).mean(-1)
+    if hidden_l1 is not None:
+        per = per + hidden_l1 * np.abs(h).sum(-1).mean(-1)
+    return per
+
+
+def eval_loss(spec: Spec, params: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Held-out loss per instance on the spec's fixed evaluation sample (without the L1 term).
+
+    All restarts of a setting are scored on the same sample (:func:`toymodel.data.eval_chunks`),
+    so differences between restarts are not sampling noise.
+    """
+    r = spec.restarts
+    imp = spec.importance_array()
+    total = np.zeros(spec.instances)
+    for s in range(spec.settings):
+        sl = slice(s * r, (s + 1) * r)
+        mine = {k: v[sl] for k, v in params.items()}
+        for x in eval_chunks(spec, s):
+            total[sl] += loss(spec.model, mine, x[None], np.broadcast_to(imp[s], (r, spec.n))) * len(x)
+    return total / spec.eval_samples
+
+
+def initial_weights(spec: Spec) -> dict[str, np.ndarray]:
+    """Initial parameters, float64: W (and W2) ~ N(0, resolved_init_std), b = 0.
+
+    Instance k draws from its own stream ``(seed, "init", k)``, so an instance's start does not
+    depend on how many others are trained beside it (only the std does, as in the notebook).
+    """
+    std = spec.resolved_init_std()
+    Ws, W2s = [], []
+    for k in range(spec.instances):
+        rng = np.random.Generator(np.random.PCG64(seed_sequence(spec.seed, "init", k)))
+        Ws.append(rng.normal(0.0, std, size=(spec.m, spec.n)))
+        if spec.model == "abs":
+            W2s.append(rng.normal(0.0, std, size=(spec.n, spec.m)))
+    params = {"W": np.stack(Ws), "b": np.zeros((spec.instances, spec.n))}
+    if spec.model == "abs":
+        params["W2"] = np.stack(W2s)
+    return params
