@@ -24,6 +24,7 @@ Implementation = Callable[[Spec], Any]
 REGISTRY: dict[str, str] = {
     "torch": "toymodel.impl_torch:train",
     "numpy": "toymodel.impl_numpy:train",
+    "torch-plain": "toymodel.impl_torch_plain:train",
 }
 DEFAULT = "torch"
 ENV_VAR = "TOYMODEL_IMPL"

@@ -1,0 +1,118 @@
+"""The plain implementation: the official notebook's training loop, kept as the yardstick.
+
+Autograd through the model, ``torch.optim.AdamW`` over the parameters, fresh data every step
+from the notebook's sampler (two uniform draws, a comparison, a ``where``). It is what the
+benchmarks compare the reference implementation against, and what the tests prove the reference
+implementation's hand-written gradients and optimiser equal to. Selectable as ``--impl
+torch-plain``; it is slow, so the claims are not run with it in CI.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from . import models
+from .impl_torch import _device, lr_factor, torch_generator
+from .result import Result
+from .spec import Spec
+
+__all__ = ["fit", "forward_loss", "notebook_batch", "train"]
+
+Tensor = torch.Tensor
+
+
+def notebook_batch(density: Tensor, batch: int, gen: torch.Generator, values: str = "uniform01") -> Tensor:
+    """The official notebook's sampler for independent features: (instances, batch, n)."""
+    inst, n = density.shape
+    feat = torch.rand((inst, batch, n), generator=gen, device=density.device)
+    if values == "uniform_pm1":
+        feat = 2 * feat - 1
+    keep = torch.rand((inst, batch, n), generator=gen, device=density.device) <= density[:, None, :]
+    return torch.where(keep, feat, torch.zeros((), device=density.device))
+
+
+def forward_loss(model: str, params: dict[str, Tensor], x: Tensor, importance: Tensor,
+                 hidden_l1: Tensor | None) -> Tensor:
+    """Per-instance loss by autograd-able torch ops (the notebook's einsum style)."""
+    W, b = params["W"], params["b"]
+    pre = torch.einsum("kbn,kmn->kbm", x, W)
+    h = torch.relu(pre) if model in ("relu_hidden", "abs") else pre
+    if model == "abs":
+        z = torch.einsum("kbm,knm->kbn", h, params["W2"]) + b[:, None, :]
+    else:
+        z = torch.einsum("kbm,kmn->kbn", h, W) + b[:, None, :]
+    out = z if model == "linear" else torch.relu(z)
+    y = x.abs() if model == "abs" else x
+    loss = (importance[:, None, :] * (y - out) ** 2).sum(-1).mean(-1)
+    if hidden_l1 is not None:
+        loss = loss + hidden_l1 * h.abs().sum(-1).mean(-1)
+    return loss
+
+
+def fit(
+    spec: Spec,
+    data: Iterator[Tensor] | None = None,
+    on_step: Callable[[int, dict[str, Tensor]], None] | None = None,
+) -> tuple[dict[str, Tensor], np.ndarray, np.ndarray]:
+    """Train with autograd + torch.optim.AdamW; same outputs as :func:`toymodel.impl_torch.fit`."""
+    dev = _device(spec)
+    tc = spec.train
+    init = models.initial_weights(spec)
+    params = {k: torch.tensor(v, dtype=torch.float32, device=dev, requires_grad=True)
+              for k, v in init.items()}
+    opt = torch.optim.AdamW(list(params.values()), lr=tc.lr, betas=tc.betas, eps=tc.eps,
+                            weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: lr_factor(tc.schedule, t, tc.steps))
+    importance = torch.tensor(spec.importance_array(per_instance=True), dtype=torch.float32, device=dev)
+    density = torch.tensor(spec.density_array(per_instance=True), dtype=torch.float32, device=dev)
+    l1 = spec.hidden_l1_array(per_instance=True)
+    hidden_l1 = torch.tensor(l1, dtype=torch.float32, device=dev) if np.any(l1 > 0) else None
+    if data is None:
+        if spec.groups:
+            raise ValueError("the plain implementation samples independent features only; "
+                             f"spec {spec.name or spec.hash()} has feature groups")
+        gen = torch_generator(spec, "plain-train", dev)
+
+        def stream() -> Iterator[Tensor]:
+            while True:
+                yield notebook_batch(density, tc.batch_size, gen, str(spec.values))
+
+        data = stream()
+    windows = math.ceil(tc.steps / tc.log_every)
+    curve = np.zeros((windows, spec.instances))
+    acc = torch.zeros(spec.instances, dtype=torch.float64, device=dev)
+    for t in range(tc.steps):
+        x = next(data)
+        opt.zero_grad(set_to_none=True)
+        loss = forward_loss(spec.model, params, x, importance, hidden_l1)
+        loss.sum().backward()
+        opt.step()
+        sched.step()
+        acc += loss.detach()
+        if on_step is not None:
+            on_step(t, params)
+        if (t + 1) % tc.log_every == 0 or t + 1 == tc.steps:
+            k = t // tc.log_every
+            curve[k] = (acc / (t + 1 - k * tc.log_every)).cpu().numpy()
+            acc.zero_()
+    steps_out = np.minimum((np.arange(windows) + 1) * tc.log_every, tc.steps)
+    return params, steps_out, curve.T.copy()
+
+
+def train(spec: Spec) -> Result:
+    """``--impl torch-plain``."""
+    start = time.perf_counter()
+    p, steps, curve = fit(spec)
+    params = {k: v.detach().cpu().double().numpy().copy() for k, v in p.items()}
+    wall = time.perf_counter() - start
+    return Result(
+        spec=spec, W=params["W"], b=params["b"], W2=params.get("W2"),
+        loss_steps=steps.astype(np.float64), loss_curve=curve,
+        eval_loss=models.eval_loss(spec, params), implementation="torch-plain",
+        meta={"torch": torch.__version__, "threads": torch.get_num_threads(), "train_seconds": wall},
+    )
