@@ -180,8 +180,9 @@ class Spec:
     model: ModelKind
     n: int
     m: int
-    importance: tuple[tuple[float, ...], ...]
-    density: tuple[tuple[float, ...], ...]
+    # array-likes on input; normalised to tuple-of-tuples of float by __post_init__
+    importance: Any
+    density: Any
     groups: tuple[FeatureGroup, ...] = ()
     values: ValueKind | None = None
     hidden_l1: tuple[float, ...] | None = None

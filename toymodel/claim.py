@@ -1,0 +1,129 @@
+"""The object a claim test talks to: checks with measured values and bounds, reported values,
+regression values and figures, all collected for the claims report.
+
+A failed check raises :class:`ClaimFailure` whose message names the claim, what was measured,
+the bound, the implementation and the seed, so a third party can act on it without reading the
+suite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .baselines import BaselineStore
+
+__all__ = ["Claim", "ClaimFailure", "jsonable"]
+
+
+class ClaimFailure(AssertionError):
+    """A claim's predicate did not hold."""
+
+
+def jsonable(value: Any) -> Any:
+    """Numbers, arrays and containers as plain JSON data (NaN/inf as strings)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        x = float(value)
+        return x if math.isfinite(x) else str(x)
+    if isinstance(value, (int, str)) or value is None:
+        return value
+    return str(value)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4g}"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f":
+            return np.array2string(arr, precision=4, separator=", ", max_line_width=200, threshold=40)
+        return np.array2string(arr, separator=", ", max_line_width=200, threshold=40)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+@dataclass
+class Claim:
+    """One claim under test (created per test by the pytest plugin)."""
+
+    id: str
+    implementation: str
+    seed: int
+    reference: bool = False
+    baselines: BaselineStore | None = None
+    figure_dir: Path | None = None
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)
+    spec_hashes: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+    regression: list[str] = field(default_factory=list)
+
+    def check(self, ok: bool | np.bool_, *, what: str, measured: Any, bound: Any) -> None:
+        """Assert one predicate of the claim; record it either way."""
+        passed = bool(ok)
+        self.checks.append({"what": what, "passed": passed, "measured": jsonable(measured),
+                            "bound": jsonable(bound)})
+        if not passed:
+            raise ClaimFailure(
+                f"[{self.id}] {what}: measured {_short(measured)}, expected {_short(bound)} "
+                f"(implementation {self.implementation!r}, claims seed {self.seed})")
+
+    def record(self, name: str, value: Any) -> None:
+        """Report a measured value without asserting on it."""
+        self.values[name] = jsonable(value)
+
+    def uses(self, *spec_hashes: str) -> None:
+        """Note the specs whose results this claim read (for the report and baselines)."""
+        self.spec_hashes.extend(h for h in spec_hashes if h not in self.spec_hashes)
+
+    def regress(self, name: str, value: Any, *, rtol: float, atol: float = 0.0) -> None:
+        """Regression tier: compare with ``baselines/<id>.json`` for the reference implementation
+        at claims seed 0; a no-op for any other implementation or seed."""
+        self.values[f"regression:{name}"] = jsonable(value)
+        if not self.reference or self.seed != 0 or self.baselines is None:
+            return
+        self.regression.append(self.baselines.check(self.id, name, value, rtol=rtol, atol=atol,
+                                                    spec_hashes=self.spec_hashes, seed=self.seed))
+
+    def figure(self, name: str, draw: Callable[[Any], None], *, projection: str | None = None) -> None:
+        """Draw a figure with ``draw(figure)`` and save it as PNG, when a report is requested and
+        matplotlib is installed; otherwise do nothing."""
+        if self.figure_dir is None:
+            return
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return
+        self.figure_dir.mkdir(parents=True, exist_ok=True)
+        fig = plt.figure(figsize=(6, 4.5))
+        try:
+            draw(fig)
+            path = self.figure_dir / f"{self.id}-{name}.png"
+            fig.savefig(path, dpi=110, bbox_inches="tight")
+            self.figures.append(str(path))
+        finally:
+            plt.close(fig)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"claim": self.id, "implementation": self.implementation, "seed": self.seed,
+                "checks": self.checks, "values": self.values, "spec_hashes": self.spec_hashes,
+                "figures": self.figures, "regression": self.regression}

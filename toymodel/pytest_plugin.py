@@ -1,0 +1,303 @@
+"""pytest plugin of the claims suite (registered through the ``pytest11`` entry point, so the
+options work from any directory and for the installed claims, ``pytest --pyargs toymodel.claims``).
+
+Options:
+    --impl NAME|module:attr   implementation under test (else $TOYMODEL_IMPL, else ``torch``)
+    --claims-seed N           re-run every claim under another base seed (added to each spec's seed)
+    --regen-baselines         rewrite baselines/<claim>.json from this run (reference impl, seed 0)
+    --baselines-dir PATH      where baselines live (default: ./baselines of the rootdir, else the
+                              copy installed with the package)
+    --no-cache                train everything afresh (results are otherwise cached on disk)
+    --xfails-file PATH        claim ids expected to fail for this implementation, one per line
+    --claims-report PATH      write a JSON report (and PNG figures beside it)
+
+Fixtures: ``trained(spec) -> Result`` (cached, validated, reseeded), ``claim`` (a
+:class:`toymodel.claim.Claim` for the test's claim id), ``impl_name``, ``claims_seed``.
+
+A claim test's id is its function name without ``test_`` (or ``@pytest.mark.claim("id")``).
+Tests marked ``slow`` are skipped unless the ``-m`` expression names ``slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import __version__
+from .baselines import BaselineError, BaselineStore
+from .cache import ResultCache, fingerprint
+from .claim import Claim, jsonable
+from .implementations import DEFAULT, ImplementationError, resolve, run, selected_name
+from .result import ContractError, Result
+from .spec import Spec
+
+SECTIONS = ("superposition", "phase", "geometry", "nonuniform", "correlated", "dynamics",
+            "privileged", "computation", "adversarial")
+_CLAIM_KEY = pytest.StashKey[Claim]()
+_STATE_KEY = pytest.StashKey["SuiteState"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("toymodel", "toymodel claims suite")
+    group.addoption("--impl", default=None, metavar="NAME|module:attr",
+                    help="implementation under test (default: $TOYMODEL_IMPL, else 'torch')")
+    group.addoption("--claims-seed", type=int, default=0, metavar="N",
+                    help="base seed added to every claim's spec seeds (default 0)")
+    group.addoption("--regen-baselines", action="store_true",
+                    help="rewrite the regression baselines from this run")
+    group.addoption("--baselines-dir", default=None, metavar="PATH", help="folder of baselines/*.json")
+    group.addoption("--no-cache", action="store_true", help="train afresh, ignoring cached results")
+    group.addoption("--xfails-file", default=None, metavar="PATH",
+                    help="claim ids expected to fail for this implementation (one per line, # comments)")
+    group.addoption("--claims-report", default=None, metavar="PATH", help="write a JSON claims report here")
+
+
+class SuiteState:
+    """Per-session state: the implementation, the caches, and the collected claim records."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.impl_name = selected_name(config.getoption("--impl"))
+        self.seed = int(config.getoption("--claims-seed"))
+        self.regen = bool(config.getoption("--regen-baselines"))
+        self.no_cache = bool(config.getoption("--no-cache"))
+        self._impl: Callable[[Spec], Any] | None = None
+        self._impl_error: ImplementationError | None = None
+        self.memory: dict[str, Result] = {}
+        self.records: list[dict[str, Any]] = []
+        self.xfail_ids, self.unknown_xfails = self._read_xfails(config.getoption("--xfails-file"))
+        report = config.getoption("--claims-report")
+        self.report_path = Path(report) if report else None
+        self.baselines = BaselineStore(self._baselines_dir(config), regen=self.regen)
+        cache_root: Path | None = None
+        if not self.no_cache:
+            env = os.environ.get("TOYMODEL_CACHE_DIR")
+            if env:
+                cache_root = Path(env)
+            elif getattr(config, "cache", None) is not None:  # absent under -p no:cacheprovider
+                cache_root = Path(config.cache.mkdir("toymodel-results"))
+        self.cache = ResultCache(cache_root) if cache_root is not None else None
+
+    @staticmethod
+    def _baselines_dir(config: pytest.Config) -> Path:
+        explicit = config.getoption("--baselines-dir")
+        if explicit:
+            return Path(explicit)
+        local = Path(config.rootpath) / "baselines"
+        if local.is_dir():
+            return local
+        installed = Path(__file__).with_name("baselines")
+        return installed if installed.is_dir() else local
+
+    @staticmethod
+    def _read_xfails(path: str | None) -> tuple[dict[str, str], list[str]]:
+        if not path:
+            return {}, []
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError as exc:
+            raise pytest.UsageError(f"--xfails-file {path}: cannot read it ({exc})") from None
+        ids: dict[str, str] = {}
+        for line in lines:
+            text = line.split("#", 1)[0].strip()
+            if text:
+                ids[text] = f"declared as a known failure in {path}"
+        return ids, []
+
+    @property
+    def is_reference(self) -> bool:
+        return self.impl_name == DEFAULT
+
+    def implementation(self) -> Callable[[Spec], Any]:
+        if self._impl_error is not None:
+            raise self._impl_error
+        if self._impl is None:
+            try:
+                self._impl = resolve(self.impl_name)
+            except ImplementationError as exc:
+                self._impl_error = exc
+                raise
+        return self._impl
+
+    def reseed(self, spec: Spec) -> Spec:
+        return spec if self.seed == 0 else spec.replace(seed=spec.seed + self.seed)
+
+    def train(self, spec: Spec) -> Result:
+        spec = self.reseed(spec)
+        key = spec.hash()
+        if key in self.memory:
+            return self.memory[key]
+        impl = self.implementation()
+
+        def fresh(s: Spec) -> Result:
+            return run(self.impl_name, s, impl)
+
+        if self.cache is not None:
+            result = self.cache.get_or_train(spec, self.impl_name, fingerprint(impl), fresh)
+        else:
+            result = fresh(spec)
+        self.memory[key] = result
+        return result
+
+
+def _state(config: pytest.Config) -> SuiteState:
+    return config.stash[_STATE_KEY]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: paper-scale claims; skipped unless -m selects 'slow'")
+    config.addinivalue_line("markers", "gpu: needs CUDA; skipped without it")
+    config.addinivalue_line("markers", "claim(id): the claim id of a test, when not its name")
+    for section in SECTIONS:
+        config.addinivalue_line("markers", f"{section}: claims of the paper's section '{section}'")
+    config.stash[_STATE_KEY] = SuiteState(config)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    st = _state(config)
+    lines = [f"toymodel {__version__}: implementation under test = {st.impl_name!r}, claims seed = "
+             f"{st.seed}, result cache = {st.cache.root if st.cache else 'off'}, "
+             f"baselines = {st.baselines.root}{' (regenerating)' if st.regen else ''}"]
+    if st.xfail_ids:
+        lines.append(f"toymodel: {len(st.xfail_ids)} claim(s) declared as known failures")
+    return lines
+
+
+def _claim_id(item: pytest.Item) -> str | None:
+    mark = item.get_closest_marker("claim")
+    if mark is not None and mark.args:
+        return str(mark.args[0])
+    name = getattr(item, "originalname", item.name)
+    return name[5:] if name.startswith("test_") else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    st = _state(config)
+    run_slow = "slow" in (config.getoption("-m") or "")
+    skip_slow = pytest.mark.skip(reason="slow tier: select it with -m slow")
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    cuda = _cuda_available()
+    seen: set[str] = set()
+    for item in items:
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(skip_slow)
+        if "gpu" in item.keywords and not cuda:
+            item.add_marker(skip_gpu)
+        cid = _claim_id(item)
+        if cid is not None:
+            seen.add(cid)
+            if cid in st.xfail_ids:
+                item.add_marker(pytest.mark.xfail(reason=st.xfail_ids[cid], strict=True))
+    if st.xfail_ids:
+        st.unknown_xfails = sorted(set(st.xfail_ids) - seen)
+        if st.unknown_xfails:
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            text = (f"toymodel WARNING: --xfails-file names claim ids that no collected test has: "
+                    f"{', '.join(st.unknown_xfails)}")
+            if reporter is not None:
+                reporter.write_line(text, yellow=True)
+            else:
+                print(text, file=sys.stderr)
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:  # pragma: no cover
+        return False
+
+
+@pytest.fixture(scope="session")
+def impl_name(request: pytest.FixtureRequest) -> str:
+    """The implementation under test."""
+    return _state(request.config).impl_name
+
+
+@pytest.fixture(scope="session")
+def claims_seed(request: pytest.FixtureRequest) -> int:
+    """The base seed of this run (``--claims-seed``)."""
+    return _state(request.config).seed
+
+
+@pytest.fixture
+def trained(request: pytest.FixtureRequest) -> Callable[[Spec], Result]:
+    """``trained(spec)``: the implementation's validated result for ``spec`` (reseeded by
+    ``--claims-seed``, cached). A failing or contract-breaking implementation fails the test
+    with a one-line message naming it."""
+    st = _state(request.config)
+    claim: Claim | None = request.node.stash.get(_CLAIM_KEY, None)
+
+    def get(spec: Spec) -> Result:
+        try:
+            result = st.train(spec)
+        except (ImplementationError, ContractError) as exc:
+            pytest.fail(str(exc), pytrace=False)
+        if claim is not None:
+            claim.uses(result.spec.hash())
+        return result
+
+    return get
+
+
+@pytest.fixture
+def claim(request: pytest.FixtureRequest) -> Claim:
+    """The :class:`toymodel.claim.Claim` of this test."""
+    st = _state(request.config)
+    cid = _claim_id(request.node) or request.node.name
+    fig_dir = None
+    if st.report_path is not None:
+        fig_dir = st.report_path.parent / f"{st.report_path.stem}-figures"
+    c = Claim(id=cid, implementation=st.impl_name, seed=st.seed, reference=st.is_reference,
+              baselines=st.baselines, figure_dir=fig_dir)
+    request.node.stash[_CLAIM_KEY] = c
+    return c
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    c = item.stash.get(_CLAIM_KEY, None)
+    if c is not None and (report.when == "call" or (report.when == "setup" and report.outcome != "passed")):
+        st = _state(item.config)
+        if isinstance(call.excinfo.value if call.excinfo else None, BaselineError):
+            verdict = "regression-failed"
+        elif hasattr(report, "wasxfail"):
+            verdict = "xfailed" if report.skipped else "xpassed"
+        else:
+            verdict = report.outcome
+        record = c.as_dict()
+        record.update({"test": item.nodeid, "verdict": verdict,
+                       "message": str(call.excinfo.value).splitlines()[0] if call.excinfo else ""})
+        st.records.append(record)
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    st = session.config.stash.get(_STATE_KEY, None)
+    if st is None or st.report_path is None:
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    path = st.report_path if worker is None else st.report_path.with_name(
+        f"{st.report_path.stem}.{worker}{st.report_path.suffix}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"toymodel": __version__, "implementation": st.impl_name, "claims_seed": st.seed,
+               "unknown_xfail_ids": st.unknown_xfails,
+               "summary": _summary(st.records), "claims": st.records}
+    path.write_text(json.dumps(jsonable(payload), indent=2) + "\n")
+
+
+def _summary(records: list[dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in records:
+        out[r["verdict"]] = out.get(r["verdict"], 0) + 1
+    return out
