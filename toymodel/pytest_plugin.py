@@ -32,7 +32,7 @@ import pytest
 from . import __version__
 from .baselines import BaselineError, BaselineStore
 from .cache import ResultCache, fingerprint
-from .claim import Claim, jsonable
+from .claim import Claim, ClaimFailure, jsonable
 from .implementations import DEFAULT, ImplementationError, resolve, run, selected_name
 from .result import ContractError, Result
 from .spec import Spec
@@ -40,6 +40,7 @@ from .spec import Spec
 SECTIONS = ("superposition", "phase", "geometry", "nonuniform", "correlated", "dynamics",
             "privileged", "computation", "adversarial")
 _CLAIM_KEY = pytest.StashKey[Claim]()
+_ONE_LINE = (ClaimFailure, BaselineError, ContractError, ImplementationError)
 _STATE_KEY = pytest.StashKey["SuiteState"]()
 
 
@@ -279,6 +280,8 @@ def pytest_runtest_makereport(
         record.update({"test": item.nodeid, "verdict": verdict,
                        "message": str(call.excinfo.value).splitlines()[0] if call.excinfo else ""})
         st.records.append(record)
+        if report.failed and call.excinfo is not None and isinstance(call.excinfo.value, _ONE_LINE):
+            report.longrepr = f"{item.nodeid}: {call.excinfo.value}"  # the message says it all
     return report
 
 
