@@ -193,6 +193,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         cid = _claim_id(item)
         if cid is not None:
             seen.add(cid)
+            item.extra_keyword_matches.add(cid)  # `-k <claim id>` selects it whatever its name
             if cid in st.xfail_ids:
                 item.add_marker(pytest.mark.xfail(reason=st.xfail_ids[cid], strict=True))
     if st.xfail_ids:
@@ -234,13 +235,13 @@ def trained(request: pytest.FixtureRequest) -> Callable[[Spec], Result]:
     ``--claims-seed``, cached). A failing or contract-breaking implementation fails the test
     with a one-line message naming it."""
     st = _state(request.config)
-    claim: Claim | None = request.node.stash.get(_CLAIM_KEY, None)
 
     def get(spec: Spec) -> Result:
         try:
             result = st.train(spec)
         except (ImplementationError, ContractError) as exc:
             pytest.fail(str(exc), pytrace=False)
+        claim: Claim | None = request.node.stash.get(_CLAIM_KEY, None)
         if claim is not None:
             claim.uses(result.spec.hash())
         return result
