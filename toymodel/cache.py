@@ -9,6 +9,7 @@ written to a temporary file and renamed into place.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import inspect
@@ -24,14 +25,53 @@ from .spec import Spec
 __all__ = ["ResultCache", "fingerprint"]
 
 
+def _package_imports(path: Path, package: Path) -> set[Path]:
+    """Files of this package that ``path`` imports (relative or ``toymodel.`` imports)."""
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level == 0 and not base.startswith(package.name):
+                continue
+            base = base.removeprefix(package.name).lstrip(".")
+            names.add(base)
+            names.update(f"{base}.{a.name}".strip(".") for a in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(a.name.removeprefix(package.name).lstrip(".") for a in node.names
+                         if a.name.startswith(package.name + "."))
+    found = set()
+    for name in names:
+        candidate = package.joinpath(*name.split(".")) if name else package / "__init__"
+        for f in (candidate.with_suffix(".py"), candidate / "__init__.py"):
+            if f.is_file():
+                found.add(f.resolve())
+    return found
+
+
 def fingerprint(impl: Callable[..., object]) -> str:
-    """A short hash of the source file that defines ``impl`` (empty if it has none)."""
+    """A short hash of the code behind ``impl``: its source file and, for implementations in this
+    package, every package module it imports, transitively (a change to a sampler or the model
+    code must invalidate cached results as surely as a change to the training loop)."""
     try:
         source = inspect.getsourcefile(impl) or ""
-        data = Path(source).read_bytes() if source else b""
-    except (TypeError, OSError):
-        data = b""
-    return hashlib.sha256(data).hexdigest()[:10]
+    except TypeError:
+        source = ""
+    if not source:
+        return hashlib.sha256(b"").hexdigest()[:10]
+    package = Path(__file__).resolve().parent
+    todo, seen = [Path(source).resolve()], set()
+    while todo:
+        f = todo.pop()
+        if f in seen or not f.is_file():
+            continue
+        seen.add(f)
+        if package in f.parents:
+            todo.extend(_package_imports(f, package))
+    digest = hashlib.sha256()
+    for f in sorted(seen):
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:10]
 
 
 @contextlib.contextmanager

@@ -1,20 +1,27 @@
 """The reference implementation: every instance trained as one batched torch program.
 
-Why it is fast (see ../PERF-NOTES.md and ``benchmarks/``), and why it is still faithful:
+Why it is fast (see PERF-NOTES and ``benchmarks/``: ``pytest benchmarks --benchmark-only``
+prints the ratios to the plain loop), and why it is still faithful:
 
-- **Hand-derived gradients** (:func:`loss_and_grads`) instead of autograd, written into
-  preallocated buffers; ``tests/test_impl_torch.py`` proves them equal to autograd to float32
-  rounding for every model kind.
-- **One fused AdamW update** on a single flat parameter buffer (:class:`FlatAdamW`), the same
-  arithmetic as ``torch.optim.AdamW`` (decoupled weight decay, bias corrections, eps outside the
-  square root); trajectories over hundreds of steps are tested equal to ``torch.optim.AdamW``.
-- **One uniform per input element** for independent features: ``x = relu(1 - r/p)`` is exactly
-  "0 with probability 1 - p, else U[0, 1]" (:func:`sample`), and several steps' randoms are drawn
-  per call. Correlated / anticorrelated groups use the general two-draw sampler.
+- **Hand-derived gradients** (:func:`loss_and_grads`) instead of autograd, into reused buffers;
+  ``tests/test_impl_torch.py`` proves them equal to autograd to float32 rounding for every model
+  kind. Small batched products go through numpy's matmul (:func:`_bmm`), several times faster
+  than ``torch.bmm`` at these skinny shapes.
+- **torch's fused AdamW kernel** on a single flat parameter buffer (:class:`FlatAdamW`), one call
+  per step; trajectories over hundreds of steps are tested equal to ``torch.optim.AdamW``.
+- **Fresh samples from numpy's SFC64 stream** (:mod:`toymodel.sparse_step`): one 32-bit word per
+  input element, turned into "0 with probability 1 - p, else U[0, 1]" by one multiply-add and a
+  clamp; at density <= 0.02 only the non-zeros are drawn, only the samples with a non-zero
+  feature are computed, and the all-zero samples enter in closed form (their output is act(b),
+  their gradient only on b). Instances are split into runs by density so that the densest one
+  does not set the cost of all. Both samplers are tested equal in distribution to the canonical
+  numpy sampler, and the sparse step equal to the dense one (``tests/test_sparse_step.py``).
+  Correlated / anticorrelated groups, CUDA and caller-supplied ``data`` use :func:`sample`.
 
-Determinism: one ``torch.Generator`` per run, seeded from ``(spec.seed, "torch-train")``; the
-init is :func:`toymodel.models.initial_weights` (shared with every implementation). The same spec
-gives the same result on the same platform, thread count and torch version. Matrix products may
+Determinism: one numpy SFC64 stream per run, seeded from ``(spec.seed, "torch-train-sfc64")``
+(torch Generator ``"torch-train"`` on the general path); the init is
+:func:`toymodel.models.initial_weights` (shared with every implementation). The same spec gives
+the same result on the same platform, thread count and torch/numpy versions. Matrix products may
 differ in the last bits across thread counts and devices (blocking order), which is why the
 regression baselines carry measured tolerances.
 """
@@ -29,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import models
+from . import models, sparse_step
 from .data import seed_sequence
 from .result import Result
 from .spec import FeatureGroup, Spec
@@ -39,6 +46,8 @@ __all__ = ["FlatAdamW", "loss_and_grads", "lr_factor", "sample", "train"]
 Tensor = torch.Tensor
 #: upper bound on the bytes of random numbers drawn in one call (several steps at once)
 RANDOM_CHUNK_BYTES = 16 * 2**20
+#: largest per-matrix product (multiply-adds) done by numpy's matmul rather than torch.bmm
+NUMPY_MATMUL_MAX = 2**18
 
 
 def lr_factor(schedule: str, step: int, steps: int) -> float:
@@ -154,40 +163,87 @@ def loss_and_grads(
     loss_k = mean_b sum_i I_ki (y_kbi - y'_kbi)^2 + l1_k mean_b sum_j |h_kbj|, for the model
     kinds of :mod:`toymodel.models`. Instances are independent (the total is their sum).
     """
-    B = x.shape[1]
-    W, b = p.W, p.b
-    pre = torch.bmm(x, W.transpose(1, 2))  # (I, B, m)
+    return _core(model, p.W, p.b, p.W2, g.W, g.b, g.W2, x, importance, hidden_l1, x.shape[1])
+
+
+class Workspace:
+    """Reusable scratch tensors by name (large temporaries would otherwise be fresh pages,
+    page-faulted in again at every step)."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        numel = math.prod(shape)
+        buf = self._bufs.get(name)
+        if buf is None or buf.numel() < numel or buf.device != like.device:
+            buf = torch.empty(numel, dtype=like.dtype, device=like.device)
+            self._bufs[name] = buf
+        return buf[:numel].view(shape)
+
+
+def _bmm(a: Tensor, b: Tensor, out: Tensor) -> Tensor:
+    """out = a @ b, batched. Small products on CPU go through numpy's matmul (OpenBLAS, single
+    threaded below ~2^18 multiply-adds per matrix): several times faster than ``torch.bmm`` for
+    these skinny shapes (measured: benchmarks/, PERF-NOTES); zero-copy views. Larger ones use
+    ``torch.bmm`` and torch's thread pool."""
+    if out.device.type == "cpu" and a.shape[1] * a.shape[2] * b.shape[2] <= NUMPY_MATMUL_MAX:
+        np.matmul(a.numpy(), b.numpy(), out=out.numpy())
+    else:
+        torch.bmm(a, b, out=out)
+    return out
+
+
+def _core(
+    model: str,
+    W: Tensor,
+    b: Tensor,
+    W2: Tensor | None,
+    gW: Tensor,
+    gb: Tensor,
+    gW2: Tensor | None,
+    x: Tensor,
+    importance: Tensor,
+    hidden_l1: Tensor | None,
+    batch: int,
+    ws: Workspace | None = None,
+) -> Tensor:
+    """:func:`loss_and_grads` on explicit tensors, for ``x`` holding R <= ``batch`` of the
+    batch's samples (the mean is over ``batch``; the sparse step adds the rest in closed form)."""
+    ws = ws or Workspace()
+    inst, R, n = x.shape
+    m = W.shape[1]
+    pre = _bmm(x, W.transpose(1, 2), ws.get("pre", (inst, R, m), x))
     h = pre.relu() if model in ("relu_hidden", "abs") else pre
-    if model == "abs":
-        assert p.W2 is not None
-        z = torch.baddbmm(b[:, None, :], h, p.W2.transpose(1, 2))
+    dec = W if W2 is None else W2.transpose(1, 2)  # (I, m, n)
+    z = _bmm(h, dec, ws.get("z", (inst, R, n), x)).add_(b[:, None, :])
+    target = x.abs() if model == "abs" else x
+    scale = importance[:, None, :] * (2.0 / batch)
+    active = None if model == "linear" else torch.gt(z, 0.0, out=ws.get("act", (inst, R, n), x))
+    resid = z.sub_(target) if model == "linear" else z.relu_().sub_(target)  # overwrites z
+    gz = torch.mul(resid, scale, out=ws.get("gz", (inst, R, n), x))
+    dot = ws.get("dot", (inst, 1, 1), x)
+    loss = _bmm(gz.view(inst, 1, -1), resid.view(inst, -1, 1), dot).view(inst).mul(0.5)
+    if active is not None:
+        gz.mul_(active)
+    torch.sum(gz, dim=1, out=gb)
+    gh = ws.get("gh", (inst, R, m), x)
+    if W2 is not None:
+        assert gW2 is not None
+        _bmm(gz.transpose(1, 2), h, gW2)
+        _bmm(gz, W2, gh)
     else:
-        z = torch.baddbmm(b[:, None, :], h, W)
-    out = z if model == "linear" else z.relu()
-    diff = out - (x.abs() if model == "abs" else x)
-    weighted = diff * importance[:, None, :]
-    loss = torch.einsum("kbi,kbi->k", weighted, diff).div_(B)
-    gz = weighted.mul_(2.0 / B)
-    if model != "linear":
-        gz.mul_(z > 0)
-    torch.sum(gz, dim=1, out=g.b)
-    if model == "abs":
-        assert p.W2 is not None
-        assert g.W2 is not None
-        torch.bmm(gz.transpose(1, 2), h, out=g.W2)
-        gh = torch.bmm(gz, p.W2)
-    else:
-        torch.bmm(h.transpose(1, 2), gz, out=g.W)  # decoder side of the tied weights
-        gh = torch.bmm(gz, W.transpose(1, 2))
+        _bmm(h.transpose(1, 2), gz, gW)  # decoder side of the tied weights
+        _bmm(gz, W.transpose(1, 2), gh)
     if hidden_l1 is not None:
-        loss += hidden_l1 * h.abs().sum(dim=(1, 2)) / B
-        gh.add_(torch.sign(h).mul_((hidden_l1 / B)[:, None, None]))
+        loss += hidden_l1 * h.abs().sum(dim=(1, 2)) / batch
+        gh.add_(torch.sign(h).mul_((hidden_l1 / batch)[:, None, None]))
     if model in ("relu_hidden", "abs"):
         gh.mul_(pre > 0)
-    if model == "abs":
-        torch.bmm(gh.transpose(1, 2), x, out=g.W)
+    if W2 is not None:
+        _bmm(gh.transpose(1, 2), x, gW)
     else:
-        g.W.baddbmm_(gh.transpose(1, 2), x)  # encoder side
+        gW.add_(_bmm(gh.transpose(1, 2), x, ws.get("gWe", tuple(gW.shape), x)))  # encoder side
     return loss
 
 
@@ -195,20 +251,31 @@ def loss_and_grads(
 # optimiser
 # ------------------------------------------------------------------------------------------
 class FlatAdamW:
-    """``torch.optim.AdamW``'s arithmetic on one flat buffer, in a handful of fused ops."""
+    """``torch.optim.AdamW`` on one flat buffer: torch's fused AdamW kernel (the one behind
+    ``AdamW(fused=True)``, one call per step) where available, else the same arithmetic in a
+    handful of in-place ops (decoupled weight decay, bias corrections, eps outside the root)."""
 
     def __init__(self, param: Tensor, betas: tuple[float, float], eps: float, weight_decay: float):
         self.param = param
         self.exp_avg = torch.zeros_like(param)
         self.exp_avg_sq = torch.zeros_like(param)
-        self.denom = torch.empty_like(param)
         self.beta1, self.beta2 = betas
         self.eps = eps
         self.weight_decay = weight_decay
         self.t = 0
+        self._step = torch.zeros((), dtype=torch.float32, device=param.device)
+        self._fused = hasattr(torch, "_fused_adamw_") and param.device.type in ("cpu", "cuda")
+        self.denom = None if self._fused else torch.empty_like(param)
 
     def step(self, grad: Tensor, lr: float) -> None:
         self.t += 1
+        if self._fused:
+            self._step += 1
+            torch._fused_adamw_([self.param], [grad], [self.exp_avg], [self.exp_avg_sq], [], [self._step],
+                                lr=lr, beta1=self.beta1, beta2=self.beta2, weight_decay=self.weight_decay,
+                                eps=self.eps, amsgrad=False, maximize=False)
+            return
+        assert self.denom is not None
         bc1 = 1.0 - self.beta1**self.t
         bc2_sqrt = math.sqrt(1.0 - self.beta2**self.t)
         self.param.mul_(1.0 - lr * self.weight_decay)
@@ -248,12 +315,20 @@ def fit(
         for name, view in p.as_dict().items():
             view.copy_(torch.from_numpy(init[name]))
     importance = torch.tensor(spec.importance_array(per_instance=True), dtype=torch.float32, device=dev)
-    density = torch.tensor(spec.density_array(per_instance=True), dtype=torch.float32, device=dev)
+    dens_np = spec.density_array(per_instance=True)
+    density = torch.tensor(dens_np, dtype=torch.float32, device=dev)
     l1 = spec.hidden_l1_array(per_instance=True)
     hidden_l1 = torch.tensor(l1, dtype=torch.float32, device=dev) if np.any(l1 > 0) else None
-    if data is None:
-        data = batches(spec, density, torch_generator(spec, "torch-train", dev))
     opt = FlatAdamW(p.flat, tc.betas, tc.eps, tc.weight_decay)
+    if data is not None or spec.groups or dev.type != "cpu":
+        if data is None:
+            data = batches(spec, density, torch_generator(spec, "torch-train", dev))
+        stream = data
+
+        def step() -> Tensor:
+            return loss_and_grads(spec.model, p, g, next(stream), importance, hidden_l1)
+    else:
+        step = _fast_step(spec, dens_np, p, g, importance, hidden_l1)
 
     windows = math.ceil(tc.steps / tc.log_every)
     curve = torch.zeros(windows, spec.instances, dtype=torch.float64, device=dev)
@@ -261,9 +336,7 @@ def fit(
     steps_out = np.minimum((np.arange(windows) + 1) * tc.log_every, tc.steps)
     with torch.inference_mode():
         for t in range(tc.steps):
-            x = next(data)
-            loss = loss_and_grads(spec.model, p, g, x, importance, hidden_l1)
-            acc += loss
+            acc += step()
             opt.step(g.flat, tc.lr * lr_factor(tc.schedule, t, tc.steps))
             if on_step is not None:
                 on_step(t, p)
@@ -273,6 +346,61 @@ def fit(
                 curve[k] = acc / span
                 acc.zero_()
     return p, steps_out, curve.T.cpu().numpy()
+
+
+@dataclass
+class _Run:
+    """One contiguous run of instances of the fast step: parameter/gradient views and sampler."""
+
+    sl: slice
+    views: tuple[Tensor, Tensor, Tensor | None, Tensor, Tensor, Tensor | None]
+    hidden_l1: Tensor | None
+    importance: Tensor
+    draws: sparse_step.Draws | None = None  # sparse runs
+    buf: Tensor | None = None  # dense runs: the batch, refilled in place
+    coef: tuple[Tensor, Tensor] | None = None
+
+
+def _fast_step(spec: Spec, density: np.ndarray, p: Params, g: Params, importance: Tensor,
+               hidden_l1: Tensor | None) -> Callable[[], Tensor]:
+    """The CPU step with fresh samples from one numpy SFC64 stream: the instances split into
+    runs (:func:`sparse_step.plan`), each sampled densely or sparsely and trained as one batch."""
+    B, values, model = spec.train.batch_size, str(spec.values), spec.model
+    bits = np.random.SFC64(seed_sequence(spec.seed, "torch-train-sfc64"))
+    rng = np.random.Generator(bits)
+    runs: list[_Run] = []
+    for grp in sparse_step.plan(density, B, sparse_ok=True):
+        sl = slice(grp.start, grp.stop)
+        run = _Run(sl, (p.W[sl], p.b[sl], None if p.W2 is None else p.W2[sl],
+                        g.W[sl], g.b[sl], None if g.W2 is None else g.W2[sl]),
+                   None if hidden_l1 is None else hidden_l1[sl], importance[sl])
+        if grp.sparse:
+            run.draws = sparse_step.Draws(density[sl], B, rng, values)
+        else:
+            run.coef = sparse_step.dense_coefficients(density[sl], values)
+            run.buf = torch.empty(grp.stop - grp.start, B, spec.n)
+        runs.append(run)
+    loss = torch.zeros(spec.instances)
+    ws = Workspace()
+
+    def step() -> Tensor:
+        for run in runs:
+            W, b, W2, gW, gb, gW2 = run.views
+            if run.draws is None:
+                assert run.buf is not None
+                assert run.coef is not None
+                x = sparse_step.dense_into(run.buf, *run.coef, bits, values)
+                part = _core(model, W, b, W2, gW, gb, gW2, x, run.importance, run.hidden_l1, B, ws)
+            else:
+                xs, R = run.draws.next()
+                part = _core(model, W, b, W2, gW, gb, gW2, xs, run.importance, run.hidden_l1, B, ws)
+                part += sparse_step.zero_rows_loss_and_grad(model, b, run.importance, B - R, B, gb)
+            if len(runs) == 1:
+                return part
+            loss[run.sl] = part
+        return loss
+
+    return step
 
 
 def train(spec: Spec) -> Result:

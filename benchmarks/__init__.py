@@ -1,0 +1,1 @@
+"""Throughput benchmarks of the reference implementation against the plain baseline (``tox -e bench``)."""

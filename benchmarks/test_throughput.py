@@ -1,0 +1,72 @@
+"""Training throughput: the reference implementation against the plain loop, side by side.
+
+Run with ``pytest benchmarks --benchmark-only`` (``tox -e bench``); the ratio table is printed at
+the end (benchmarks/conftest.py). Each timed round is a whole short ``fit`` (or one core step);
+the table uses the fastest round, the figure least disturbed by other load on the machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from toymodel import impl_torch_plain
+
+from .common import BATCH, CONFIGS, DENSITIES, RATES, STEPS, fast_impl, record, spec_for
+
+pytestmark = pytest.mark.benchmark(group="throughput", min_rounds=3, warmup=False)
+IDS = [f"{n}-{m}-{i}" for n, m, i in CONFIGS]
+
+
+def test_matmul_rate(benchmark: Any) -> None:
+    """The machine's fp32 matrix-multiply rate (torch.mm, 1024², the table's yardstick)."""
+    a, b, c = torch.rand(1024, 1024), torch.rand(1024, 1024), torch.empty(1024, 1024)
+    benchmark.pedantic(torch.mm, args=(a, b), kwargs={"out": c}, rounds=20, iterations=1, warmup_rounds=2)
+    RATES["mm"] = 2 * 1024**3 / benchmark.stats.stats.min / 1e9
+
+
+@pytest.mark.parametrize("which", ["plain", "fast"])
+@pytest.mark.parametrize("density", DENSITIES)
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_run(benchmark: Any, cfg: tuple[int, int, int], density: float, which: str) -> None:
+    """A whole short training run (sampling, gradients, AdamW, loss logging)."""
+    spec = spec_for(*cfg, density)
+    fit = impl_torch_plain.fit if which == "plain" else fast_impl().fit
+    benchmark.pedantic(fit, args=(spec,), rounds=3, iterations=1, warmup_rounds=1)
+    record("run", cfg, density, which, benchmark.stats.stats.min / STEPS[cfg[0]])
+
+
+@pytest.mark.parametrize("which", ["plain", "fast"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_core(benchmark: Any, cfg: tuple[int, int, int], which: str) -> None:
+    """One training step on a fixed dense batch (no sampling): gradients + optimiser update."""
+    n, m, inst = cfg
+    spec = spec_for(n, m, inst, 1.0)
+    impl = fast_impl()
+    x = torch.rand(inst, BATCH, n, generator=torch.Generator().manual_seed(0))
+    imp = torch.tensor(spec.importance_array(per_instance=True), dtype=torch.float32)
+    if which == "fast":
+        p = impl.Params.allocate(spec.model, inst, m, n, torch.device("cpu"))
+        g = impl.Params.allocate(spec.model, inst, m, n, torch.device("cpu"))
+        p.flat.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(1))
+        opt = impl.FlatAdamW(p.flat, (0.9, 0.999), 1e-8, 0.01)
+
+        def step() -> None:
+            with torch.inference_mode():
+                impl.loss_and_grads(spec.model, p, g, x, imp, None)
+                opt.step(g.flat, 1e-3)
+    else:
+        W = (torch.randn(inst, m, n, generator=torch.Generator().manual_seed(1)) * 0.1).requires_grad_(True)
+        params = {"W": W, "b": torch.zeros(inst, n, requires_grad=True)}
+        topt = torch.optim.AdamW(list(params.values()), lr=1e-3, weight_decay=0.01)
+
+        def step() -> None:
+            topt.zero_grad(set_to_none=True)
+            impl_torch_plain.forward_loss(spec.model, params, x, imp, None).sum().backward()
+            topt.step()
+
+    iters = max(1, STEPS[n] // 4)
+    benchmark.pedantic(step, rounds=5, iterations=iters, warmup_rounds=1)
+    record("core", cfg, 1.0, which, benchmark.stats.stats.min)
