@@ -1,0 +1,206 @@
+"""Section "learning dynamics" (the slides' teaser; the paper's learning-dynamics section).
+
+Trajectories come from prefix runs (toymodel.experiments.dynamics): specs equal but for the
+number of steps are checkpoints of one trajectory for any implementation whose init and data
+stream depend only on the seed. The claim checks that premise on the loss curves before using it.
+Loss-curve regimes are found by :func:`toymodel.regimes.detect_regimes`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from toymodel import geometry, metrics, select
+from toymodel.claim import Claim
+from toymodel.experiments import dynamics as ex
+from toymodel.regimes import Regimes, detect_regimes
+from toymodel.result import Result
+from toymodel.spec import Spec
+
+pytestmark = pytest.mark.dynamics
+
+Trained = Callable[[Spec], Result]
+
+#: detector settings for the octahedron run (loss logged every 20 steps, density 0.01): smoothing
+#: over 200 steps tames the SGD noise of single windows; a plateau moves by < 0.25 in log-loss
+#: per 400 steps and lasts >= 500 steps; an event falls by >= 1 in log-loss (a factor e).
+#: Calibrated on 16 runs (lr 1e-3 and 3e-4): the intermediate plateau is found in 8 of 8 runs at
+#: lr 3e-4, the final floor never counts as an event, and the result is stable for smoothing
+#: 100-400 steps and windows 200-400 steps.
+OCTAHEDRON_REGIMES = {"smooth": 200.0, "window": 400.0, "flat_tol": 0.25, "span_tol": 1.5,
+                      "min_plateau": 500.0, "min_drop": 1.0}
+
+
+def _regimes(result: Result, instance: int) -> Regimes:
+    return detect_regimes(result.loss_steps, result.loss_curve[instance], **OCTAHEDRON_REGIMES)
+
+
+def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
+    """Two correlated sets of 3 features in m=3 (density 0.01): training ends in an octahedron,
+    "with features forming antipodal pairs with features from a different correlated feature
+    set", and "the loss curve goes through several distinct regimes corresponding to different
+    geometric transformations of the weights"."""
+    result = trained(ex.octahedron())
+    best = select.best_of(result)
+    W = best.W[0]
+    partners, axis_cos = geometry.octahedron_pairs(W, cos_max=-0.95)
+    pairs = geometry.pairs_of(partners)
+    cos = metrics.cosines(W)
+    claim.record("restarts_octahedron", int(np.sum(geometry.is_octahedron(result.W))))
+    claim.check(len(pairs) == 3, what="antipodal pairs (cos < -0.95)",
+                measured={"pairs": pairs, "cos": [float(cos[i, j]) for i, j in pairs]}, bound="3 pairs")
+    claim.check(all(i // 3 != j // 3 for i, j in pairs), what="each pair joins the two correlated sets",
+                measured=pairs, bound="one member from {0,1,2} and one from {3,4,5}")
+    claim.check(float(axis_cos) < 0.1, what="max |cos| between the pairs' axes", measured=float(axis_cos),
+                bound="< 0.1 (orthogonal: an octahedron)")
+
+    # The paper's "several distinct regimes": the initial descent, a plateau, a drop, the final
+    # floor (too noisy at density 0.01 to pass as a plateau itself; the last drop is measured to
+    # the final loss). Measured (seeds 0-4, both implementations): exactly one plateau-then-drop
+    # event in the best run (fall 2.1-3.8 in log-loss); over all restarts, 0-2 events, 2 in only
+    # 1 of 20 numpy restarts, so CLAIMS.md's proposed ">= 2 events" is not what these runs show.
+    regimes = _regimes(result, int(best.instance[0]))
+    counts = [_regimes(result, k).count for k in range(result.spec.instances)]
+    claim.record("events_per_restart", counts)
+    claim.record("regimes_best", regimes.describe())
+    claim.check(regimes.count >= 1, what="plateau-then-drop events in the best run's loss curve",
+                measured={"events": regimes.count, "regimes": regimes.describe()},
+                bound=">= 1 (a plateau, then a fall of >= 1 in log-loss)")
+    last = regimes.events[-1]
+    claim.check(last.drop >= 2.0, what="the biggest stage: fall of the last event, in log-loss",
+                measured=last.drop, bound=">= 2 (the loss falls by more than 7x into the octahedron)")
+    claim.regress("best_eval_loss", best.eval_loss, rtol=0.05)
+
+    def draw_features(fig: object) -> None:
+        ax = fig.add_subplot(1, 1, 1, projection="3d")  # type: ignore[attr-defined]
+        for i in range(6):
+            ax.plot([0, W[0, i]], [0, W[1, i]], [0, W[2, i]], marker="o",
+                    color="tab:blue" if i < 3 else "tab:orange", label=f"{i} (set {i // 3})")
+        ax.set_title("final W: octahedron, pairs across the sets", fontsize=8)
+        ax.legend(fontsize=6)
+
+    def draw_loss(fig: object) -> None:
+        ax = fig.add_subplot(1, 1, 1)  # type: ignore[attr-defined]
+        k = int(best.instance[0])
+        ax.semilogy(result.loss_steps, result.loss_curve[k], lw=0.5, color="grey")
+        for p in regimes.plateaus:
+            ax.plot([p.start, p.end], [p.level, p.level], lw=3, color="tab:blue")
+        for s in regimes.drop_steps:
+            ax.axvline(s, color="tab:red", lw=1, ls="--")
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.set_title("plateaus (blue) and drops (red) found by detect_regimes", fontsize=8)
+
+    claim.figure("features", draw_features)
+    claim.figure("loss_regimes", draw_loss)
+
+
+# ----- energy levels ----------------------------------------------------------------------------
+
+#: checkpoints before this step are the initial growth, where every dimensionality moves at once
+BURN_IN = 300
+#: |ΔD| between consecutive checkpoints below this: the feature stays on its level
+STILL = 0.02
+#: |ΔD| at or above this: a jump between levels
+JUMP = 0.05
+#: how many of the biggest loss drops are compared with the dimensionality changes
+TOP_DROPS = 3
+
+
+def _prefix_mismatch(results: list[Result]) -> float:
+    """Largest relative difference between each prefix run's loss curve and the longest run's."""
+    longest = results[-1]
+    worst = 0.0
+    for r in results[:-1]:
+        k = r.loss_steps.size
+        if not np.array_equal(r.loss_steps, longest.loss_steps[:k]):
+            return float("inf")
+        ref = longest.loss_curve[0, :k]
+        worst = max(worst, float(np.max(np.abs(r.loss_curve[0] - ref) / np.abs(ref))))
+    return worst
+
+
+def _top_drop_p_value(activity: np.ndarray, drops: np.ndarray, top: int) -> tuple[float, float]:
+    """Mean dimensionality activity of the ``top`` intervals with the biggest loss drops, and the
+    exact probability that ``top`` intervals drawn at random have at least that mean."""
+    from itertools import combinations
+
+    chosen = np.argsort(drops)[::-1][:top]
+    observed = float(activity[chosen].mean())
+    means = np.array([activity[list(c)].mean() for c in combinations(range(activity.size), top)])
+    return observed, float(np.mean(means >= observed - 1e-12))
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "not reproduced in this setting (claims seed 0): after step 300, 83% (numpy) / 85% (torch) of "
+    "feature-intervals are still (|ΔD| < 0.02) and 13 / 15 intervals move a feature by >= 0.05, but "
+    "those moves carry only 7.5% / 10.6% of the total |ΔD| (bound 50%): read every 100 steps, the "
+    "features glide between levels over 500-1 000 steps rather than jump; at density 0.2 "
+    "(checkpoints every 250 steps to 10 000) no feature moved by 0.05 after step 2 000"))
+def test_energy_level_jumps(trained: Trained, claim: Claim) -> None:
+    """"Discrete 'energy level' jumps": during training, feature dimensionalities jump between
+    discrete values rather than drifting, and the loss drops at the jumps (uniform superposition,
+    ReLU output, importance 1, n=40, m=10, density 0.3: one run, read at 30 checkpoints, every
+    100 steps to 3 000).
+
+    Statistical, since the paper's example was a particularly clean run: after the initial
+    growth (the first 300 steps), (1) most feature-intervals stay on their level (|ΔD| < 0.02)
+    and the jumps (|ΔD| >= 0.05) carry most of the total change of D; (2) the 3 intervals whose
+    loss drop most exceeds their neighbours' have more dimensionality change than 3 random
+    intervals (exact permutation p-value <= 0.05)."""
+    results = [trained(s) for s in ex.energy_checkpoints(ex.energy_run())]
+    mismatch = _prefix_mismatch(results)
+    if mismatch > 1e-6:
+        pytest.skip(f"the implementation's prefix runs are not one trajectory (loss curves differ by "
+                    f"{mismatch:.3g} relative): its init or data stream depends on the number of steps, "
+                    f"so checkpoints cannot be read from prefix runs")
+    steps = np.array(ex.ENERGY_CHECKPOINTS, dtype=np.float64)
+    D = metrics.feature_dimensionality(np.concatenate([r.W for r in results]))  # (K, n)
+    keep = steps >= BURN_IN
+    change = np.abs(np.diff(D[keep], axis=0))  # (intervals, n)
+    still = float(np.mean(change < STILL))
+    total = float(change.sum())
+    jump_share = float(change[change >= JUMP].sum() / total) if total > 0 else 0.0
+    jumps = int(np.sum(change >= JUMP))
+    claim.record("jumps", jumps)
+    claim.regress("final_eval_loss", results[-1].eval_loss, rtol=0.02)
+    claim.check(jumps >= 3, what=f"jumps |ΔD| >= {JUMP} after step {BURN_IN}", measured=jumps,
+                bound=">= 3 (something to test)")
+    claim.check(still >= 0.8, what=f"share of feature-intervals with |ΔD| < {STILL}", measured=still,
+                bound=">= 0.8 (features sit on levels)")
+    claim.check(jump_share >= 0.5, what=f"share of the total |ΔD| carried by jumps >= {JUMP}",
+                measured=jump_share, bound=">= 0.5 (discrete jumps, not drift)")
+
+    longest = results[-1]
+    spacing = steps[1] - steps[0]
+    logged, curve = longest.loss_steps, longest.loss_curve[0]
+    # the training loss over the steps just before each checkpoint
+    level = np.array([curve[(logged > c - spacing) & (logged <= c)].mean() for c in steps[keep]])
+    drops = -np.diff(level)  # loss drop across each checkpoint interval
+    # the loss falls fastest early, when the most features move: compare each interval's drop
+    # with its neighbours' (local excess), so a common trend cannot make the coincidence
+    padded = np.concatenate([drops[:1], drops, drops[-1:]])
+    excess = drops - 0.5 * (padded[:-2] + padded[2:])
+    activity = change.sum(axis=1)
+    observed, p = _top_drop_p_value(activity, excess, TOP_DROPS)
+    claim.record("activity_per_interval", activity)
+    claim.record("loss_drop_per_interval", drops)
+    claim.record("still_share", still)
+    claim.record("jump_share", jump_share)
+    claim.check(p <= 0.05, what=f"Σ|ΔD| in the {TOP_DROPS} intervals with the biggest loss drops vs random "
+                "intervals (permutation p-value)",
+                measured={"mean": observed, "median": float(np.median(activity)), "p": p}, bound="p <= 0.05")
+
+    def draw(fig: object) -> None:
+        top, bottom = fig.subplots(2, 1, sharex=True)  # type: ignore[attr-defined]
+        top.plot(steps, D, lw=0.8)
+        top.set_ylabel("feature dimensionality D_i")
+        bottom.semilogy(longest.loss_steps, longest.loss_curve[0], lw=0.5, color="grey")
+        bottom.set_xlabel("step")
+        bottom.set_ylabel("training loss")
+
+    claim.figure("trajectories", draw)
