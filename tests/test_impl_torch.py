@@ -263,3 +263,23 @@ def test_numpy_and_torch_batched_products_agree(inst: int, rows: int, k: int, co
     out = torch.empty(inst, rows, cols)
     impl_torch._bmm(a, b.transpose(1, 2), out)
     torch.testing.assert_close(out, torch.bmm(a, b.transpose(1, 2)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["torch", "numpy"])
+def test_shorter_run_is_a_prefix_of_a_longer_one(impl: str) -> None:
+    """The dynamics claims read trajectories from runs that differ only in ``steps``."""
+    from toymodel.implementations import run
+
+    spec = small_spec(train=TrainConfig(steps=60, batch_size=64, lr=1e-2, log_every=20))
+    short = run(impl, spec)
+    long = run(impl, spec.replace(train={"steps": 120}))
+    np.testing.assert_array_equal(short.loss_curve, long.loss_curve[:, :3])
+    if impl == "torch":
+        seen: dict[int, np.ndarray] = {}
+
+        def grab(t: int, p: impl_torch.Params) -> None:
+            if t == 59:
+                seen[t] = p.W.detach().double().numpy().copy()
+
+        impl_torch.fit(spec.replace(train={"steps": 120}), on_step=grab)
+        np.testing.assert_array_equal(seen[59], short.W)

@@ -26,7 +26,7 @@ CAUGHT_BY = {
     "density_swapped": "linear_top_m",
     "bias_frozen": "linear_top_m",
     "too_few_steps": "linear_top_m",
-    "correlation_ignored": "anticorrelated_antipodal or local_orthogonal_bases",
+    "correlation_ignored": "correlated_orthogonal or correlated_side_by_side or local_orthogonal_bases",
 }
 
 
