@@ -70,6 +70,7 @@ class SuiteState:
         self.no_cache = bool(config.getoption("--no-cache"))
         self._impl: Callable[[Spec], Any] | None = None
         self._impl_error: ImplementationError | None = None
+        self._code = ""
         self.memory: dict[str, Result] = {}
         self.records: list[dict[str, Any]] = []
         self.xfail_ids, self.unknown_xfails = self._read_xfails(config.getoption("--xfails-file"))
@@ -124,6 +125,9 @@ class SuiteState:
             except ImplementationError as exc:
                 self._impl_error = exc
                 raise
+            # once, for the code this process actually imported (an edit made later in the
+            # session must not label results of the old code with the new code's hash)
+            self._code = fingerprint(self._impl)
         return self._impl
 
     def reseed(self, spec: Spec) -> Spec:
@@ -140,7 +144,7 @@ class SuiteState:
             return run(self.impl_name, s, impl)
 
         if self.cache is not None:
-            result = self.cache.get_or_train(spec, self.impl_name, fingerprint(impl), fresh)
+            result = self.cache.get_or_train(spec, self.impl_name, self._code, fresh)
         else:
             result = fresh(spec)
         self.memory[key] = result
