@@ -247,6 +247,8 @@ def test_larger_model_rescaled(trained: Trained, claim: Claim) -> None:
     W, _ = _best_W(result)
     norms, sup = metrics.feature_norms(W), metrics.superposition(W)
     orthogonal = ((norms > REPRESENTED) & (sup < IN_SUPERPOSITION)).sum(axis=1)
+    # measured (2 restarts): torch seeds 0-2 [20,15,8,4,0,0,0], [20,13,8,4,0,0,0], [20,14,8,3,1,0,0]
+    # pass; numpy seed 0 [20,13,7,2,0,0,0] fails at density 0.03 (2 vs the figure's 4 ± 1)
     figure = np.array([20, 14, 8, 4, 1, 0, 0])
     bound = np.maximum(np.ceil(0.2 * figure), 1)
     claim.check(np.all(np.abs(orthogonal - figure) <= bound),
