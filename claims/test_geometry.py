@@ -136,6 +136,9 @@ def test_dimensionality_fractions(trained: Trained, claim: Claim, tier: ex.Tier)
     # 2/3: <= 3, 3/4: <= 1 (the transition from 1 to 1/2 passes through triangles and tetrahedra
     # too fast to pile up). The 1..20 sweep of 20 levels gave 2/5 and 3/8 half the counts and
     # no peak at either for numpy seed 0 (7 vs 4, 6 vs 4): hence the fast tier's 1..8 range.
+    # After the reference's sampler changed (SFC64 stream, final code), torch at --claims-seed 4
+    # FAILS the second-peak check: 2/5 17 at centre vs 5 / 9 at the flanks (ratio 1.9 < 2), 3/8
+    # 3 vs 7 / 5; seeds 0 and 3 pass. The bound is kept; the second peak is fragile at this size.
     claim.check(peaks.is_peak[0], what="a peak of the pooled D_i at 1/2", measured=table["1/2"],
                 bound="count within ±0.005 >= 3 and >= 2x each flank (±0.0125)")
     others = [name for name, p in zip(FRACTIONS, peaks.is_peak[1:], strict=True) if p]
