@@ -38,7 +38,10 @@ _WEIGHT_SHAPES = {"W": ("m", "n"), "b": ("n",), "W2": ("n", "m")}
 
 
 def lr_factor(schedule: str, step: int, steps: int) -> float:
-    """Learning-rate multiplier at 0-based ``step`` of ``steps``."""
+    """Learning-rate multiplier at 0-based ``step`` of ``steps``.
+
+    Deliberately written again rather than imported from :mod:`toymodel.impl_torch`: this
+    implementation shares no training code with the reference, so the claims cross-check both."""
     if schedule == "constant":
         return 1.0
     if schedule == "linear":
