@@ -68,6 +68,8 @@ def fingerprint(impl: Callable[..., object]) -> str:
         seen.add(f)
         if package in f.parents:
             todo.extend(_package_imports(f, package))
+    if any(package in f.parents for f in seen):
+        seen.update(package.glob("*.c"))  # C kernels loaded at run time (toymodel.fused)
     digest = hashlib.sha256()
     for f in sorted(seen):
         digest.update(f.read_bytes())

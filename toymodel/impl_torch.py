@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import models, sparse_step
+from . import fused, models, sparse_step
 from .data import seed_sequence
 from .result import Result
 from .spec import FeatureGroup, Spec
@@ -348,6 +348,17 @@ def fit(
     return p, steps_out, curve.T.cpu().numpy()
 
 
+#: largest m * n trained by the fused kernel (:mod:`toymodel.fused`): its per-instance gradient
+#: accumulators (32 m n bytes) must stay in L2. Measured at 1 thread (kernel alone, x given): 2.7 ns
+#: per (hidden, feature, 8 samples) at n=400, m=30, where the unfused step's BLAS products run slower
+FUSED_MAX_MN = 16384
+
+
+def use_fused_kernel(spec: Spec) -> bool:
+    """Whether the CPU fast step trains ``spec`` with the fused kernel (small models, kernel built)."""
+    return spec.m * spec.n <= FUSED_MAX_MN and fused.available()
+
+
 @dataclass
 class _Run:
     """One contiguous run of instances of the fast step: parameter/gradient views and sampler."""
@@ -368,6 +379,8 @@ def _fast_step(spec: Spec, density: np.ndarray, p: Params, g: Params, importance
     B, values, model = spec.train.batch_size, str(spec.values), spec.model
     bits = np.random.SFC64(seed_sequence(spec.seed, "torch-train-sfc64"))
     rng = np.random.Generator(bits)
+    use_fused = use_fused_kernel(spec)
+    threads = torch.get_num_threads()
     runs: list[_Run] = []
     for grp in sparse_step.plan(density, B, sparse_ok=True):
         sl = slice(grp.start, grp.stop)
@@ -378,22 +391,58 @@ def _fast_step(spec: Spec, density: np.ndarray, p: Params, g: Params, importance
             run.draws = sparse_step.Draws(density[sl], B, rng, values)
         else:
             run.coef = sparse_step.dense_coefficients(density[sl], values)
-            run.buf = torch.empty(grp.stop - grp.start, B, spec.n)
+            run.buf = None if use_fused else torch.empty(grp.stop - grp.start, B, spec.n)
         runs.append(run)
     loss = torch.zeros(spec.instances)
     ws = Workspace()
 
+    def fused_core(run: _Run, lo: int, hi: int, *, words: np.ndarray | None = None,
+                   x: np.ndarray | None = None) -> None:
+        """Instances lo:hi of ``run`` through the fused kernel; their loss into ``loss``."""
+        def arr(t: Tensor | None) -> np.ndarray | None:
+            return None if t is None else t[lo:hi].numpy()
+
+        W, b, W2, gW, gb, gW2 = (arr(v) for v in run.views)
+        assert W is not None
+        assert b is not None
+        assert gW is not None
+        assert gb is not None
+        offset, slope = (arr(c[:, 0]) for c in run.coef) if run.coef is not None else (None, None)
+        fused.step(model, values, B, W, W2, b, run.importance[lo:hi].numpy(), arr(run.hidden_l1), gW, gW2, gb,
+                   loss[run.sl][lo:hi].numpy(), words=words, offset=offset, slope=slope, x=x, threads=threads)
+
+    def fused_dense(run: _Run) -> Tensor:
+        """A dense run: the words :func:`sparse_step.dense_into` would draw, in its order, a block
+        of instances at a time (<= WORDS_PER_CALL words: the temporary is reused heap memory, not
+        fresh pages), each block trained as it is drawn."""
+        inst = run.sl.stop - run.sl.start
+        if inst * B * spec.n <= sparse_step.WORDS_PER_CALL:
+            words = sparse_step.words(bits, inst * B * spec.n).reshape(inst, B, spec.n)
+            fused_core(run, 0, inst, words=words)
+            return loss[run.sl]
+        per = max(1, sparse_step.WORDS_PER_CALL // (B * spec.n))
+        for lo in range(0, inst, per):
+            hi = min(inst, lo + per)
+            fused_core(run, lo, hi, words=sparse_step.instance_words(bits, hi - lo, B, spec.n))
+        return loss[run.sl]
+
     def step() -> Tensor:
         for run in runs:
             W, b, W2, gW, gb, gW2 = run.views
-            if run.draws is None:
+            if run.draws is None and use_fused:
+                part = fused_dense(run)
+            elif run.draws is None:
                 assert run.buf is not None
                 assert run.coef is not None
                 x = sparse_step.dense_into(run.buf, *run.coef, bits, values)
                 part = _core(model, W, b, W2, gW, gb, gW2, x, run.importance, run.hidden_l1, B, ws)
             else:
                 xs, R = run.draws.next()
-                part = _core(model, W, b, W2, gW, gb, gW2, xs, run.importance, run.hidden_l1, B, ws)
+                if use_fused:
+                    fused_core(run, 0, run.sl.stop - run.sl.start, x=xs.numpy())
+                    part = loss[run.sl]
+                else:
+                    part = _core(model, W, b, W2, gW, gb, gW2, xs, run.importance, run.hidden_l1, B, ws)
                 part += sparse_step.zero_rows_loss_and_grad(model, b, run.importance, B - R, B, gb)
             if len(runs) == 1:
                 return part
@@ -423,6 +472,7 @@ def train(spec: Spec) -> Result:
             "numpy": np.__version__,
             "threads": torch.get_num_threads(),
             "device": spec.device,
+            "fused_kernel": spec.device == "cpu" and use_fused_kernel(spec),
             "train_seconds": wall,
             "steps_per_second": spec.train.steps / wall,
         },

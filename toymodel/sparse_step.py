@@ -27,8 +27,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["SPARSE_MAX_DENSITY", "Draws", "Group", "dense_coefficients", "dense_into", "plan", "sparse_rows",
-           "zero_rows_loss_and_grad"]
+__all__ = [
+    "SPARSE_MAX_DENSITY",
+    "Draws",
+    "Group",
+    "dense_coefficients",
+    "dense_into",
+    "instance_words",
+    "plan",
+    "sparse_rows",
+    "words",
+    "zero_rows_loss_and_grad",
+]
 
 Tensor = torch.Tensor
 #: instances whose densest feature is at most this are sampled sparsely
@@ -86,9 +96,25 @@ def dense_coefficients(density: np.ndarray, values: str) -> tuple[Tensor, Tensor
     return as_t(offset), as_t(slope)
 
 
+def words(bits: np.random.SFC64, count: int) -> np.ndarray:
+    """The next ``count`` 32-bit words of the stream as int32 (two per 64-bit output)."""
+    return bits.random_raw((count + 1) // 2).view(np.int32)[:count]
+
+
+def instance_words(bits: np.random.SFC64, inst: int, batch: int, n: int) -> np.ndarray:
+    """(inst, batch, n) words for whole instances, consumed from the stream exactly as
+    :func:`dense_into` consumes them for a run of more than WORDS_PER_CALL words (per instance, in
+    chunks of rows); one call when that is the same sequence (chunks of an even number of words)."""
+    rows = max(1, WORDS_PER_CALL // max(n, 1))
+    if batch <= rows and (batch * n) % 2 == 0:
+        return words(bits, inst * batch * n).reshape(inst, batch, n)
+    chunks = [(min(batch, r0 + rows) - r0) * n for r0 in range(0, batch, rows)]
+    parts = [words(bits, count) for _ in range(inst) for count in chunks]
+    return np.concatenate(parts).reshape(inst, batch, n)
+
+
 def _words(bits: np.random.SFC64, count: int) -> Tensor:
-    raw = bits.random_raw((count + 1) // 2).view(np.int32)
-    return torch.from_numpy(raw[:count])
+    return torch.from_numpy(words(bits, count))
 
 
 def dense_into(out: Tensor, offset: Tensor, slope: Tensor, bits: np.random.SFC64, values: str) -> Tensor:
