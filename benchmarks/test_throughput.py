@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
-from toymodel import impl_torch_plain
+from toymodel import fused, impl_torch_plain
 
 from .common import BATCH, CONFIGS, DENSITIES, RATES, STEPS, fast_impl, record, spec_for
 
@@ -41,7 +42,8 @@ def test_run(benchmark: Any, cfg: tuple[int, int, int], density: float, which: s
 @pytest.mark.parametrize("which", ["plain", "fast"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
 def test_core(benchmark: Any, cfg: tuple[int, int, int], which: str) -> None:
-    """One training step on a fixed dense batch (no sampling): gradients + optimiser update."""
+    """One training step on a fixed dense batch (no sampling): gradients + optimiser update (the
+    fused kernel where ``fit`` uses it, else the unfused torch step)."""
     n, m, inst = cfg
     spec = spec_for(n, m, inst, 1.0)
     impl = fast_impl()
@@ -52,10 +54,17 @@ def test_core(benchmark: Any, cfg: tuple[int, int, int], which: str) -> None:
         g = impl.Params.allocate(spec.model, inst, m, n, torch.device("cpu"))
         p.flat.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(1))
         opt = impl.FlatAdamW(p.flat, (0.9, 0.999), 1e-8, 0.01)
+        kernel = getattr(impl, "use_fused_kernel", lambda s: False)(spec)
+        arrays = (p.W.numpy(), p.b.numpy(), imp.numpy(), g.W.numpy(), g.b.numpy(), np.empty(inst, np.float32))
 
         def step() -> None:
             with torch.inference_mode():
-                impl.loss_and_grads(spec.model, p, g, x, imp, None)
+                if kernel:  # what fit uses for this configuration
+                    W, b, imp_, gW, gb, loss = arrays
+                    fused.step(spec.model, "uniform01", BATCH, W, None, b, imp_, None, gW, None, gb, loss,
+                               x=x.numpy(), threads=torch.get_num_threads())
+                else:
+                    impl.loss_and_grads(spec.model, p, g, x, imp, None)
                 opt.step(g.flat, 1e-3)
     else:
         W = (torch.randn(inst, m, n, generator=torch.Generator().manual_seed(1)) * 0.1).requires_grad_(True)

@@ -34,9 +34,11 @@ def _random_params(spec: Spec, seed: int) -> impl_torch.Params:
     return p
 
 
+@pytest.mark.parametrize("fused_ok", [True, False], ids=["fused", "unfused"])
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("l1", [0.0, 0.05])
-def test_gradients_equal_autograd(model: str, l1: float) -> None:
+def test_gradients_equal_autograd(model: str, l1: float, fused_ok: bool) -> None:
+    """Both steps of the reference: the fused kernel (where built) and the unfused torch step."""
     spec = small_spec(model, hidden_l1=[l1, 2 * l1])
     p = _random_params(spec, 1)
     g = impl_torch.Params.allocate(spec.model, spec.instances, spec.m, spec.n, torch.device("cpu"))
@@ -44,7 +46,7 @@ def test_gradients_equal_autograd(model: str, l1: float) -> None:
     x = impl_torch.sample(torch.full((spec.instances, spec.n), 0.6), 64, gen, values=str(spec.values))[0]
     imp = torch.tensor(spec.importance_array(per_instance=True), dtype=torch.float32)
     l1t = torch.tensor(spec.hidden_l1_array(per_instance=True), dtype=torch.float32) if l1 else None
-    loss = impl_torch.loss_and_grads(model, p, g, x, imp, l1t)
+    loss = impl_torch.loss_and_grads(model, p, g, x, imp, l1t, fused_ok=fused_ok)
 
     ref = {k: v.detach().clone().requires_grad_(True) for k, v in p.as_dict().items()}
     ref_loss = impl_torch_plain.forward_loss(model, ref, x, imp, l1t)

@@ -157,13 +157,25 @@ def loss_and_grads(
     x: Tensor,
     importance: Tensor,
     hidden_l1: Tensor | None,
+    *,
+    fused_ok: bool = True,
 ) -> Tensor:
     """Write d(loss)/d(params) into ``g`` and return the per-instance loss, (I,).
 
     loss_k = mean_b sum_i I_ki (y_kbi - y'_kbi)^2 + l1_k mean_b sum_j |h_kbj|, for the model
     kinds of :mod:`toymodel.models`. Instances are independent (the total is their sum).
+    On CPU, models with m * n <= :data:`FUSED_MAX_MN` go through the fused kernel
+    (:mod:`toymodel.fused`) unless ``fused_ok`` is false; otherwise the unfused torch step.
     """
-    return _core(model, p.W, p.b, p.W2, g.W, g.b, g.W2, x, importance, hidden_l1, x.shape[1])
+    inst, batch, n = x.shape
+    if fused_ok and x.device.type == "cpu" and _fused_fits(p.W.shape[1], n):
+        loss = torch.empty(inst)
+        arr = lambda t: None if t is None else t.detach().contiguous().numpy()  # noqa: E731
+        fused.step(model, "uniform01", batch, arr(p.W), arr(p.W2), arr(p.b), arr(importance), arr(hidden_l1),
+                   g.W.numpy(), None if g.W2 is None else g.W2.numpy(), g.b.numpy(), loss.numpy(),
+                   x=arr(x), threads=torch.get_num_threads())
+        return loss
+    return _core(model, p.W, p.b, p.W2, g.W, g.b, g.W2, x, importance, hidden_l1, batch)
 
 
 class Workspace:
@@ -354,9 +366,13 @@ def fit(
 FUSED_MAX_MN = 16384
 
 
+def _fused_fits(m: int, n: int) -> bool:
+    return m * n <= FUSED_MAX_MN and fused.available()
+
+
 def use_fused_kernel(spec: Spec) -> bool:
-    """Whether the CPU fast step trains ``spec`` with the fused kernel (small models, kernel built)."""
-    return spec.m * spec.n <= FUSED_MAX_MN and fused.available()
+    """Whether ``spec`` trains on CPU with the fused kernel (small models, kernel built)."""
+    return _fused_fits(spec.m, spec.n)
 
 
 @dataclass
