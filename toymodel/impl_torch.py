@@ -170,10 +170,14 @@ def loss_and_grads(
     inst, batch, n = x.shape
     if fused_ok and x.device.type == "cpu" and _fused_fits(p.W.shape[1], n):
         loss = torch.empty(inst)
-        arr = lambda t: None if t is None else t.detach().contiguous().numpy()  # noqa: E731
-        fused.step(model, "uniform01", batch, arr(p.W), arr(p.W2), arr(p.b), arr(importance), arr(hidden_l1),
-                   g.W.numpy(), None if g.W2 is None else g.W2.numpy(), g.b.numpy(), loss.numpy(),
-                   x=arr(x), threads=torch.get_num_threads())
+
+        def arr(t: Tensor) -> np.ndarray:
+            return t.detach().contiguous().numpy()
+
+        fused.step(model, "uniform01", batch, arr(p.W), None if p.W2 is None else arr(p.W2), arr(p.b),
+                   arr(importance), None if hidden_l1 is None else arr(hidden_l1), g.W.numpy(),
+                   None if g.W2 is None else g.W2.numpy(), g.b.numpy(), loss.numpy(), x=arr(x),
+                   threads=torch.get_num_threads())
         return loss
     return _core(model, p.W, p.b, p.W2, g.W, g.b, g.W2, x, importance, hidden_l1, batch)
 
