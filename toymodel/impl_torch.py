@@ -3,6 +3,13 @@
 Why it is fast (see PERF-NOTES and ``benchmarks/``: ``pytest benchmarks --benchmark-only``
 prints the ratios to the plain loop), and why it is still faithful:
 
+- **A fused C kernel** (:mod:`toymodel.fused`, ``_fused.c``) for models with m * n <= 16384 on CPU:
+  forward pass, loss and gradients in one pass over the batch, eight samples per vector, the inputs
+  made from the sampler's 32-bit words on the fly, instances split over the torch thread count.
+  Every step of the unfused path below streams (instances, batch, n) tensors through memory 15-20
+  times; the kernel reads each sample once. Built on first use with the machine's C compiler;
+  without one (or with ``TOYMODEL_FUSED=0``) the unfused step runs. ``tests/test_fused.py`` and
+  ``tests/test_impl_torch.py`` prove both equal to autograd.
 - **Hand-derived gradients** (:func:`loss_and_grads`) instead of autograd, into reused buffers;
   ``tests/test_impl_torch.py`` proves them equal to autograd to float32 rounding for every model
   kind. Small batched products go through numpy's matmul (:func:`_bmm`), several times faster
@@ -23,7 +30,8 @@ Determinism: one numpy SFC64 stream per run, seeded from ``(spec.seed, "torch-tr
 :func:`toymodel.models.initial_weights` (shared with every implementation). The same spec gives
 the same result on the same platform, thread count and torch/numpy versions. Matrix products may
 differ in the last bits across thread counts and devices (blocking order), which is why the
-regression baselines carry measured tolerances.
+regression baselines carry measured tolerances. The fused kernel's sums run in a fixed order
+whatever the thread count; its last bits depend on the compiled code (FMA on CPUs with AVX2+FMA).
 """
 
 from __future__ import annotations
