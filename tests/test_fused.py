@@ -158,3 +158,21 @@ def test_kernel_is_built_where_a_compiler_is() -> None:
     if REQUIRED:
         pytest.fail(f"the fused kernel did not build in CI: {reason}")
     pytest.skip(f"fused kernel unavailable: {reason}")
+
+
+def test_a_failing_compiler_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.setenv("CC", "false")  # a "compiler" that fails
+    monkeypatch.setenv("TOYMODEL_BUILD_DIR", str(tmp_path))
+    fused.library.cache_clear()
+    try:
+        assert fused.library() is None
+        reason = fused.unavailable_reason() or ""
+        assert "could not build _fused.c" in reason and "false failed" in reason, reason
+        spec = Spec(model="relu_output", n=4, m=2, importance=np.ones(4), density=[1.0] * 4,
+                    train=TrainConfig(steps=5, batch_size=32))
+        assert not impl_torch.use_fused_kernel(spec)
+        impl_torch.fit(spec)  # the unfused step trains
+    finally:
+        monkeypatch.delenv("CC")
+        monkeypatch.delenv("TOYMODEL_BUILD_DIR")
+        fused.library.cache_clear()

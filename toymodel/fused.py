@@ -13,6 +13,7 @@ a run's instances can be split across threads. Without a compiler, or with ``TOY
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -56,9 +57,15 @@ def _flags() -> list[str]:
     return flags
 
 
-def _build_dir() -> Path:
+def _build_dirs() -> list[Path]:
+    """Where the library may be built: $TOYMODEL_BUILD_DIR, else the user cache, else /tmp."""
     env = os.environ.get("TOYMODEL_BUILD_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "toymodel" / "build"
+    if env:
+        return [Path(env)]
+    dirs = [Path(tempfile.gettempdir()) / f"toymodel-build-{os.getuid() if hasattr(os, 'getuid') else 0}"]
+    with contextlib.suppress(RuntimeError):  # RuntimeError: no home directory
+        dirs.insert(0, Path.home() / ".cache" / "toymodel" / "build")
+    return dirs
 
 
 def _compile(cc: str, flags: list[str], target: Path) -> None:
@@ -89,13 +96,19 @@ def library() -> ctypes.CDLL | None:
         return None
     flags = _flags()
     key = hashlib.sha256(SOURCE.read_bytes() + " ".join([cc, *flags, platform.machine()]).encode())
-    target = _build_dir() / f"toymodel_fused_{key.hexdigest()[:16]}.so"
-    try:
-        if not target.is_file():
-            _compile(cc, flags, target)
-        lib = ctypes.CDLL(str(target))
-    except (OSError, RuntimeError, subprocess.SubprocessError) as err:
-        _reason = f"could not build {SOURCE.name}: {err}"
+    name = f"toymodel_fused_{key.hexdigest()[:16]}.so"
+    lib, errors = None, []
+    for folder in _build_dirs():
+        target = folder / name
+        try:
+            if not target.is_file():
+                _compile(cc, flags, target)
+            lib = ctypes.CDLL(str(target))
+            break
+        except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+            errors.append(f"{folder}: {err}")
+    if lib is None:
+        _reason = f"could not build {SOURCE.name}: " + "; ".join(errors)
         return None
     fn = lib.toymodel_fused_step
     fn.restype = ctypes.c_int
