@@ -285,3 +285,21 @@ def test_shorter_run_is_a_prefix_of_a_longer_one(impl: str) -> None:
 
         impl_torch.fit(spec.replace(train={"steps": 120}), on_step=grab)
         np.testing.assert_array_equal(seen[59], short.W)
+
+
+@pytest.mark.parametrize("sparse_half", [False, True], ids=["one-dense-run", "dense-and-sparse-runs"])
+def test_fast_path_with_several_blocks_equals_autograd(sparse_half: bool) -> None:
+    """A dense run too large for one draw (several blocks of instances, the next block's words
+    drawn while the kernel trains on this one, across steps when it is the only run) sees the
+    batches the replayed stream gives, and trains as autograd does on them."""
+    n, inst = 20, 30  # 30 x 1024 x 20 words > WORDS_PER_CALL
+    density = [[1.0] * n] * inst
+    if sparse_half:
+        density = [[1.0] * n] * (inst // 2) + [[0.005] * n] * (inst // 2)
+    spec = Spec(model="relu_output", n=n, m=5, importance=[0.9**i for i in range(n)], density=density,
+                train=TrainConfig(steps=12, batch_size=1024, lr=5e-3, log_every=4))
+    fast, _, curve_f = impl_torch.fit(spec)
+    plain, _, curve_p = impl_torch_plain.fit(spec, data=_replay_fast_stream(spec))
+    np.testing.assert_allclose(curve_f, curve_p, rtol=2e-4, atol=1e-7)
+    for name, view in fast.as_dict().items():
+        torch.testing.assert_close(view, plain[name].detach(), rtol=1e-3, atol=2e-4, msg=name)

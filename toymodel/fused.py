@@ -22,12 +22,14 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["MODELS", "VALUES", "available", "library", "step", "unavailable_reason"]
+__all__ = ["MODELS", "VALUES", "available", "library", "step", "submit", "unavailable_reason"]
 
 SOURCE = Path(__file__).with_name("_fused.c")
 MODELS = {"linear": 0, "relu_output": 1, "relu_hidden": 2, "abs": 3}
@@ -129,9 +131,15 @@ def _ptr(a: np.ndarray | None) -> int | None:
     return None if a is None else a.ctypes.data
 
 
+def submit(fn: Callable[..., None], *args: Any, **kwargs: Any) -> Future[None]:
+    """Run ``fn`` (a call of :func:`step`) in the background, so that the caller can draw the next
+    batch meanwhile; the kernel needs no GIL."""
+    return _pool(1, "toymodel-fused-async").submit(fn, *args, **kwargs)
+
+
 @functools.cache
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="toymodel-fused")
+def _pool(workers: int, name: str = "toymodel-fused") -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
 
 
 def step(

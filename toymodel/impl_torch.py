@@ -439,19 +439,39 @@ def _fast_step(spec: Spec, density: np.ndarray, p: Params, g: Params, importance
         fused.step(model, values, B, W, W2, b, run.importance[lo:hi].numpy(), arr(run.hidden_l1), gW, gW2, gb,
                    loss[run.sl][lo:hi].numpy(), words=words, offset=offset, slope=slope, x=x, threads=threads)
 
-    def fused_dense(run: _Run) -> Tensor:
-        """A dense run: the words :func:`sparse_step.dense_into` would draw, in its order, a block
-        of instances at a time (<= WORDS_PER_CALL words: the temporary is reused heap memory, not
-        fresh pages), each block trained as it is drawn."""
+    def blocks_of(run: _Run) -> list[tuple[int, int]]:
+        """A dense run's blocks of instances, each drawn with one call (<= WORDS_PER_CALL words,
+        or one instance per thread: the temporary is reused heap memory, not fresh pages)."""
         inst = run.sl.stop - run.sl.start
         if inst * B * spec.n <= sparse_step.WORDS_PER_CALL:
-            words = sparse_step.words(bits, inst * B * spec.n).reshape(inst, B, spec.n)
-            fused_core(run, 0, inst, words=words)
-            return loss[run.sl]
-        per = max(1, sparse_step.WORDS_PER_CALL // (B * spec.n))
-        for lo in range(0, inst, per):
-            hi = min(inst, lo + per)
-            fused_core(run, lo, hi, words=sparse_step.instance_words(bits, hi - lo, B, spec.n))
+            return [(0, inst)]
+        per = max(threads, sparse_step.WORDS_PER_CALL // (B * spec.n))
+        return [(lo, min(inst, lo + per)) for lo in range(0, inst, per)]
+
+    def draw(run: _Run, lo: int, hi: int) -> np.ndarray:
+        """Block lo:hi's words, as :func:`sparse_step.dense_into` would draw them, in its order."""
+        count = (hi - lo) * B * spec.n
+        if (lo, hi) == (0, run.sl.stop - run.sl.start) and count <= sparse_step.WORDS_PER_CALL:
+            return sparse_step.words(bits, count).reshape(hi - lo, B, spec.n)
+        return sparse_step.instance_words(bits, hi - lo, B, spec.n)
+
+    # The inputs do not depend on the parameters, so the next block's words are drawn while the
+    # kernel trains on this one (numpy's generator and the kernel run side by side). Across steps
+    # only when one run draws from the stream (else another run's draws come in between).
+    blocks = {id(run): blocks_of(run) for run in runs if run.draws is None}
+    across_steps = len(runs) == 1
+    pending: dict[int, np.ndarray] = {}
+
+    def fused_dense(run: _Run) -> Tensor:
+        order = blocks[id(run)]
+        for k, (lo, hi) in enumerate(order):
+            words = pending.pop(id(run), None)
+            if words is None:
+                words = draw(run, lo, hi)
+            job = fused.submit(fused_core, run, lo, hi, words=words)
+            if k + 1 < len(order) or across_steps:
+                pending[id(run)] = draw(run, *order[(k + 1) % len(order)])
+            job.result()
         return loss[run.sl]
 
     def step() -> Tensor:
