@@ -109,7 +109,22 @@ def test_dims_per_feature_sticky(trained: Trained, claim: Claim, tier: ex.Tier) 
     claim.figure("dims_per_feature", draw)
 
 
-@pytest.mark.parametrize("tier", TIERS)
+#: the paper tier of the fractions claim does not reproduce (n=400, m=30, the notebook's 10k steps, torch):
+FRACTIONS_PAPER_XFAIL = (
+    "At n=400, m=30 (20 levels, 10k steps, torch, claims seeds 0 and 1) the fractional D_i pile up "
+    "next to the fractions, not on them: seed 0 2/5 27 within +-0.005 vs flanks 10 / 48, 3/8 0 vs "
+    "9 / 10, 2/3 3 vs 3 / 3; seed 1 2/5 6 vs 19 / 25, 3/8 11 vs 22 / 19, with piles of 19 at "
+    "0.410-0.415 (all at 1/(1-S) = 4.84) and 20 at 0.465-0.470 (all at 4.13). The 1/2 peak holds "
+    "(285 and 268 vs <= 5). Longer training not tried (the sweep costs ~16 min per 10k steps here)."
+)
+TIERS_FRACTIONS = [
+    pytest.param("fast", id="fast"),
+    pytest.param("paper", id="paper",
+                 marks=[pytest.mark.slow, pytest.mark.xfail(strict=True, reason=FRACTIONS_PAPER_XFAIL)]),
+]
+
+
+@pytest.mark.parametrize("tier", TIERS_FRACTIONS)
 def test_dimensionality_fractions(trained: Trained, claim: Claim, tier: ex.Tier) -> None:
     """"Feature dimensionalities cluster at" 3/4 (tetrahedron), 2/3 (triangle), 1/2 (antipodal
     pair), 2/5 (pentagon), 3/8 (square antiprism) and 0 (not represented).
