@@ -239,6 +239,15 @@ def _replay_fast_stream(spec: Spec) -> Iterator[torch.Tensor]:
         yield x
 
 
+def _assert_fast_path_equals_autograd_on_replay(spec: Spec) -> None:
+    """``fit``'s default path equals autograd + torch.optim.AdamW fed the batches it drew."""
+    fast, _, curve_f = impl_torch.fit(spec)
+    plain, _, curve_p = impl_torch_plain.fit(spec, data=_replay_fast_stream(spec))
+    np.testing.assert_allclose(curve_f, curve_p, rtol=2e-4, atol=1e-7)
+    for name, view in fast.as_dict().items():
+        torch.testing.assert_close(view, plain[name].detach(), rtol=1e-3, atol=2e-4, msg=name)
+
+
 @pytest.mark.parametrize(("model", "density"), [
     ("relu_output", [[1.0] * 6, [0.1] * 6]),
     ("relu_hidden", [[0.01] * 6, [0.003] * 6]),
@@ -250,11 +259,7 @@ def test_fast_path_equals_autograd_adamw_on_its_own_samples(model: str, density:
     samples, runs split by density — equals autograd + torch.optim.AdamW fed the batches it drew."""
     spec = small_spec(model, density=density, hidden_l1=[0.0, 0.01],
                       train=TrainConfig(steps=150, batch_size=256, lr=5e-3, log_every=50))
-    fast, _, curve_f = impl_torch.fit(spec)
-    plain, _, curve_p = impl_torch_plain.fit(spec, data=_replay_fast_stream(spec))
-    np.testing.assert_allclose(curve_f, curve_p, rtol=2e-4, atol=1e-7)
-    for name, view in fast.as_dict().items():
-        torch.testing.assert_close(view, plain[name].detach(), rtol=1e-3, atol=2e-4, msg=name)
+    _assert_fast_path_equals_autograd_on_replay(spec)
 
 
 @pytest.mark.parametrize(("inst", "rows", "k", "cols"), [(3, 64, 5, 2), (2, 1024, 300, 30)])
@@ -298,8 +303,4 @@ def test_fast_path_with_several_blocks_equals_autograd(sparse_half: bool) -> Non
         density = [[1.0] * n] * (inst // 2) + [[0.005] * n] * (inst // 2)
     spec = Spec(model="relu_output", n=n, m=5, importance=[0.9**i for i in range(n)], density=density,
                 train=TrainConfig(steps=12, batch_size=1024, lr=5e-3, log_every=4))
-    fast, _, curve_f = impl_torch.fit(spec)
-    plain, _, curve_p = impl_torch_plain.fit(spec, data=_replay_fast_stream(spec))
-    np.testing.assert_allclose(curve_f, curve_p, rtol=2e-4, atol=1e-7)
-    for name, view in fast.as_dict().items():
-        torch.testing.assert_close(view, plain[name].detach(), rtol=1e-3, atol=2e-4, msg=name)
+    _assert_fast_path_equals_autograd_on_replay(spec)
