@@ -147,8 +147,9 @@ def test_dimensionality_fractions(trained: Trained, claim: Claim, tier: ex.Tier)
     # seed 1: 2/5 6 vs 19 / 25, 3/8 11 vs 22 / 19, with piles of 19 at 0.410-0.415, all from the
     # level 1/(1-S) = 4.84, and 20 at 0.465-0.470, all from 4.13). Each fractional pile comes from
     # one level, so whether it lands on a fraction is seed luck with one restart per level. Not
-    # xfail: the claim reproduces at one seed of three. Longer training and more restarts untried
-    # (the sweep costs 13 min per 10k steps here). The 1/2 peak holds at every seed (268-285 vs <= 5).
+    # marked as an expected failure: the claim reproduces at one seed of three. Longer training
+    # and more restarts untried (the sweep costs 13 min per 10k steps here). The 1/2 peak holds at
+    # every seed (268-285 vs <= 5).
     claim.check(peaks.is_peak[0], what="a peak of the pooled D_i at 1/2", measured=table["1/2"],
                 bound="count within ±0.005 >= 3 and >= 2x each flank (±0.0125)")
     others = [name for name, p in zip(FRACTIONS, peaks.is_peak[1:], strict=True) if p]

@@ -468,10 +468,14 @@ def _fast_step(spec: Spec, density: np.ndarray, p: Params, g: Params, importance
             words = pending.pop(id(run), None)
             if words is None:
                 words = draw(run, lo, hi)
-            job = fused.submit(fused_core, run, lo, hi, words=words)
+            # side by side only when more than one thread is allowed (same draws either way)
+            job = fused.submit(fused_core, run, lo, hi, words=words) if threads > 1 else None
+            if job is None:
+                fused_core(run, lo, hi, words=words)
             if k + 1 < len(order) or across_steps:
                 pending[id(run)] = draw(run, *order[(k + 1) % len(order)])
-            job.result()
+            if job is not None:
+                job.result()
         return loss[run.sl]
 
     def step() -> Tensor:
