@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
-from toymodel import fused, impl_torch_plain
+from toymodel import impl_torch_plain
 
 from .common import BATCH, CONFIGS, DENSITIES, RATES, STEPS, fast_impl, record, spec_for
 
@@ -54,17 +53,10 @@ def test_core(benchmark: Any, cfg: tuple[int, int, int], which: str) -> None:
         g = impl.Params.allocate(spec.model, inst, m, n, torch.device("cpu"))
         p.flat.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(1))
         opt = impl.FlatAdamW(p.flat, (0.9, 0.999), 1e-8, 0.01)
-        kernel = getattr(impl, "use_fused_kernel", lambda s: False)(spec)
-        arrays = (p.W.numpy(), p.b.numpy(), imp.numpy(), g.W.numpy(), g.b.numpy(), np.empty(inst, np.float32))
 
         def step() -> None:
             with torch.inference_mode():
-                if kernel:  # what fit uses for this configuration
-                    W, b, imp_, gW, gb, loss = arrays
-                    fused.step(spec.model, "uniform01", BATCH, W, None, b, imp_, None, gW, None, gb, loss,
-                               x=x.numpy(), threads=torch.get_num_threads())
-                else:
-                    impl.loss_and_grads(spec.model, p, g, x, imp, None)
+                impl.loss_and_grads(spec.model, p, g, x, imp, None)  # fused kernel where fit uses it
                 opt.step(g.flat, 1e-3)
     else:
         W = (torch.randn(inst, m, n, generator=torch.Generator().manual_seed(1)) * 0.1).requires_grad_(True)
