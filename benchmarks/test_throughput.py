@@ -54,9 +54,13 @@ def test_core(benchmark: Any, cfg: tuple[int, int, int], which: str) -> None:
         p.flat.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(1))
         opt = impl.FlatAdamW(p.flat, (0.9, 0.999), 1e-8, 0.01)
 
+        threads = torch.get_num_threads()
+        quiet = 1 if impl.use_fused_kernel(spec) else threads  # as fit does: torch ops on one thread
+
         def step() -> None:
-            with torch.inference_mode():
-                impl.loss_and_grads(spec.model, p, g, x, imp, None)  # fused kernel where fit uses it
+            with torch.inference_mode(), impl.torch_threads(quiet):
+                # the fused kernel where fit uses it
+                impl.loss_and_grads(spec.model, p, g, x, imp, None, threads=threads)
                 opt.step(g.flat, 1e-3)
     else:
         W = (torch.randn(inst, m, n, generator=torch.Generator().manual_seed(1)) * 0.1).requires_grad_(True)

@@ -45,7 +45,10 @@ def _autograd(model: str, W: torch.Tensor, b: torch.Tensor, W2: torch.Tensor | N
 @pytest.mark.parametrize("values", ["uniform01", "uniform_pm1"])
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize(("inst", "rows", "n", "m", "threads"),
-                         [(3, 37, 7, 3, 1), (4, 64, 5, 2, 2), (2, 9, 1, 1, 1)])
+                         [(3, 37, 7, 3, 1), (4, 64, 5, 2, 2), (2, 9, 1, 1, 1),
+                          # n >= 8: whole 8x8 transposes plus a feature tail; several 64-sample
+                          # blocks with a partial last sub-block; odd m for the 3-row tiles
+                          (2, 150, 21, 5, 1), (1, 71, 16, 7, 2)])
 def test_kernel_equals_autograd(model: str, values: str, inst: int, rows: int, n: int, m: int,
                                 threads: int) -> None:
     rng = np.random.default_rng(inst * 100 + rows)
@@ -111,6 +114,34 @@ def test_instance_words_are_what_dense_into_consumes(inst: int, n: int) -> None:
 
 
 @needs_kernel
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 1001, 1 << 17])
+def test_compiled_sfc64_is_numpys_stream(count: int) -> None:
+    """The compiled SFC64 returns numpy's own outputs bit for bit, mid-stream and with a buffered
+    32-bit half pending, and leaves the generator where numpy's random_raw would."""
+    a, c = np.random.SFC64(11), np.random.SFC64(11)
+    ga, gc = np.random.Generator(a), np.random.Generator(c)
+
+    def halves(gen: np.random.Generator, k: int) -> list[int]:  # 32-bit draws: one half is buffered
+        return gen.integers(0, 2**32, k, dtype=np.uint32).tolist()
+
+    assert halves(ga, 3) == halves(gc, 3)
+    got = fused.sfc64_raw(a, count)
+    assert got is not None
+    np.testing.assert_array_equal(got, c.random_raw(count))
+    sa, sc = a.state, c.state
+    np.testing.assert_array_equal(sa.pop("state")["state"], sc.pop("state")["state"])
+    assert sa == sc  # the buffered half and its flag untouched
+    assert halves(ga, 5) == halves(gc, 5)
+    assert ga.random(4).tolist() == gc.random(4).tolist()
+    assert fused.sfc64_raw(np.random.PCG64(1), 4) is None  # other generators: numpy's own path
+    buf = np.full(count + 3, 7, np.uint64)  # into reused memory: the same values, the rest untouched
+    np.testing.assert_array_equal(fused.sfc64_raw(a, count, buf), c.random_raw(count))
+    assert buf[count:].tolist() == [7, 7, 7]
+    with pytest.raises(ValueError, match="uint64 vector"):
+        fused.sfc64_raw(a, count + 4, buf)
+
+
+@needs_kernel
 def test_fit_uses_the_kernel_only_for_small_models_and_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     small = Spec(model="relu_output", n=20, m=5, importance=np.ones(20), density=[[1.0] * 20, [0.005] * 20],
                  train=TrainConfig(steps=60, batch_size=128, lr=1e-2, log_every=20))
@@ -121,6 +152,20 @@ def test_fit_uses_the_kernel_only_for_small_models_and_falls_back(monkeypatch: p
     without, _, curve_u = impl_torch.fit(small)
     np.testing.assert_allclose(curve_k, curve_u, rtol=1e-4)
     torch.testing.assert_close(with_kernel.W, without.W, rtol=1e-3, atol=1e-4)
+
+
+@needs_kernel
+def test_fit_keeps_torch_ops_on_one_thread_and_restores_the_count() -> None:
+    """While the kernel trains on its own threads, torch's ops run on one (its OpenMP workers
+    would otherwise spin after each AdamW step and take a core from the kernel); the caller's
+    thread count is restored afterwards."""
+    spec = Spec(model="relu_output", n=20, m=5, importance=np.ones(20), density=[1.0] * 20,
+                train=TrainConfig(steps=5, batch_size=64, log_every=5))
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    impl_torch.fit(spec, on_step=lambda t, p: seen.append(torch.get_num_threads()))
+    assert seen == [1] * 5
+    assert torch.get_num_threads() == before
 
 
 @needs_kernel

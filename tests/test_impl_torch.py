@@ -293,11 +293,14 @@ def test_shorter_run_is_a_prefix_of_a_longer_one(impl: str) -> None:
 
 
 @pytest.mark.parametrize("sparse_half", [False, True], ids=["one-dense-run", "dense-and-sparse-runs"])
-def test_fast_path_with_several_blocks_equals_autograd(sparse_half: bool) -> None:
+def test_fast_path_with_several_blocks_equals_autograd(sparse_half: bool,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A dense run too large for one draw (several blocks of instances, the next block's words
-    drawn while the kernel trains on this one, across steps when it is the only run) sees the
-    batches the replayed stream gives, and trains as autograd does on them."""
+    drawn while the kernel trains on this one into the other of two reused buffers, across steps
+    when it is the only run) sees the batches the replayed stream gives, and trains as autograd
+    does on them."""
     n, inst = 20, 30  # 30 x 1024 x 20 words > WORDS_PER_CALL
+    monkeypatch.setattr(impl_torch, "FUSED_BLOCK_WORDS", 4 * 1024 * n)  # blocks of 4 instances, then 2
     density = [[1.0] * n] * inst
     if sparse_half:
         density = [[1.0] * n] * (inst // 2) + [[0.005] * n] * (inst // 2)

@@ -56,32 +56,173 @@ static inline v8 vsign(v8 a) { /* -1, 0, +1 */
     return (v8)((v8i)splat(1.0f) & pos) - (v8)((v8i)splat(1.0f) & neg);
 }
 
-/* out[r] = sum_c M[r * rs + c * cs] v[c], r < rows, c < cols: four rows at a time in registers, so
- * each v[c] is loaded once per four rows and the four sums advance side by side. */
-static inline void matvec(const float *restrict M, size_t rs, size_t cs, int rows, int cols,
-                          const v8 *restrict v, v8 *restrict out) {
-    int r = 0;
-    for (; r + 3 < rows; r += 4) {
-        const float *m0 = M + r * rs, *m1 = m0 + rs, *m2 = m1 + rs, *m3 = m2 + rs;
-        v8 a0 = splat(0.0f), a1 = splat(0.0f), a2 = splat(0.0f), a3 = splat(0.0f);
-        for (int c = 0; c < cols; c++) {
-            const v8 vc = v[c];
-            const size_t o = c * cs;
-            a0 += splat(m0[o]) * vc;
-            a1 += splat(m1[o]) * vc;
-            a2 += splat(m2[o]) * vc;
-            a3 += splat(m3[o]) * vc;
-        }
-        out[r] = a0;
-        out[r + 1] = a1;
-        out[r + 2] = a2;
-        out[r + 3] = a3;
+/* Transpose eight rows of eight 32-bit values in place: r[c][l] becomes the old r[l][c]. */
+static inline void transpose8(v8i r[LANES]) {
+    v8i t[LANES], u[LANES];
+    for (int k = 0; k < LANES; k += 2) {
+        t[k] = __builtin_shuffle(r[k], r[k + 1], (v8i){0, 8, 1, 9, 4, 12, 5, 13});
+        t[k + 1] = __builtin_shuffle(r[k], r[k + 1], (v8i){2, 10, 3, 11, 6, 14, 7, 15});
     }
-    for (; r < rows; r++) {
-        const float *mr = M + r * rs;
-        v8 a = splat(0.0f);
-        for (int c = 0; c < cols; c++) a += splat(mr[c * cs]) * v[c];
-        out[r] = a;
+    for (int k = 0; k < LANES; k += 4) {
+        u[k] = __builtin_shuffle(t[k], t[k + 2], (v8i){0, 1, 8, 9, 4, 5, 12, 13});
+        u[k + 1] = __builtin_shuffle(t[k], t[k + 2], (v8i){2, 3, 10, 11, 6, 7, 14, 15});
+        u[k + 2] = __builtin_shuffle(t[k + 1], t[k + 3], (v8i){0, 1, 8, 9, 4, 5, 12, 13});
+        u[k + 3] = __builtin_shuffle(t[k + 1], t[k + 3], (v8i){2, 3, 10, 11, 6, 7, 14, 15});
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = __builtin_shuffle(u[c], u[c + 4], (v8i){0, 1, 2, 3, 8, 9, 10, 11});
+        r[c + 4] = __builtin_shuffle(u[c], u[c + 4], (v8i){4, 5, 6, 7, 12, 13, 14, 15});
+    }
+}
+
+/* Inputs from words already converted to float (see the header); padding lanes (valid 0) give 0. */
+static inline v8 to_input(v8 w, float off, float slope, int values, v8 valid) {
+    v8 v = splat(off) + splat(slope) * w;
+    if (values == UNIFORM01) {
+        v = relu(v);
+    } else {
+        v8i keep = v < splat(1.0f);
+        v = (v8)((v8i)v & keep);
+    }
+    return v * valid;
+}
+
+/* Samples are processed in blocks of up to BLOCK = T * LANES: T sub-blocks of eight lanes. A block's
+ * per-sample vectors are stored feature-major with the sub-block innermost, v[c * T + t], so the
+ * products below can work on several sub-blocks per load of a weight. */
+#define T 8
+#define BLOCK (T * LANES)
+
+/* out[r * T + t] = sum_c M[r * rs + c * cs] v[c * T + t], r < rows, c < cols, t < nt: four rows and two
+ * sub-blocks at a time in registers, so each weight is loaded once per two sub-blocks and each v
+ * once per four rows; the last rows % 4 rows go two at a time with four sub-blocks. */
+static inline void matvec(const float *restrict M, size_t rs, size_t cs, int rows, int cols,
+                          const v8 *restrict v, v8 *restrict out, int nt) {
+    for (int t = 0; t < nt; t += 2) {
+        const int two = t + 1 < nt;
+        int r = 0;
+        for (; r + 3 < rows; r += 4) {
+            const float *m0 = M + r * rs, *m1 = m0 + rs, *m2 = m1 + rs, *m3 = m2 + rs;
+            v8 a0 = splat(0.0f), a1 = splat(0.0f), a2 = splat(0.0f), a3 = splat(0.0f);
+            v8 c0 = splat(0.0f), c1 = splat(0.0f), c2 = splat(0.0f), c3 = splat(0.0f);
+            if (two) {
+                for (int c = 0; c < cols; c++) {
+                    const v8 va = v[c * T + t], vb = v[c * T + t + 1];
+                    const size_t o = c * cs;
+                    const v8 w0 = splat(m0[o]), w1 = splat(m1[o]), w2 = splat(m2[o]), w3 = splat(m3[o]);
+                    a0 += w0 * va; c0 += w0 * vb;
+                    a1 += w1 * va; c1 += w1 * vb;
+                    a2 += w2 * va; c2 += w2 * vb;
+                    a3 += w3 * va; c3 += w3 * vb;
+                }
+            } else {
+                for (int c = 0; c < cols; c++) {
+                    const v8 va = v[c * T + t];
+                    const size_t o = c * cs;
+                    a0 += splat(m0[o]) * va;
+                    a1 += splat(m1[o]) * va;
+                    a2 += splat(m2[o]) * va;
+                    a3 += splat(m3[o]) * va;
+                }
+            }
+            out[r * T + t] = a0;
+            out[(r + 1) * T + t] = a1;
+            out[(r + 2) * T + t] = a2;
+            out[(r + 3) * T + t] = a3;
+            if (two) {
+                out[r * T + t + 1] = c0;
+                out[(r + 1) * T + t + 1] = c1;
+                out[(r + 2) * T + t + 1] = c2;
+                out[(r + 3) * T + t + 1] = c3;
+            }
+        }
+    }
+    /* the last rows % 4 rows: two (or one) rows and four sub-blocks at a time */
+    for (int r = rows & ~3; r < rows; r += 2) {
+        const int pair = r + 1 < rows;
+        const float *m0 = M + r * rs, *m1 = pair ? m0 + rs : m0;
+        int t = 0;
+        for (; t + 3 < nt; t += 4) {
+            v8 a0 = splat(0.0f), a1 = splat(0.0f), a2 = splat(0.0f), a3 = splat(0.0f);
+            v8 c0 = splat(0.0f), c1 = splat(0.0f), c2 = splat(0.0f), c3 = splat(0.0f);
+            for (int c = 0; c < cols; c++) {
+                const v8 *vc = v + c * T + t;
+                const size_t o = c * cs;
+                const v8 w0 = splat(m0[o]), w1 = splat(m1[o]);
+                a0 += w0 * vc[0]; a1 += w0 * vc[1]; a2 += w0 * vc[2]; a3 += w0 * vc[3];
+                c0 += w1 * vc[0]; c1 += w1 * vc[1]; c2 += w1 * vc[2]; c3 += w1 * vc[3];
+            }
+            v8 *o0 = out + r * T + t;
+            o0[0] = a0; o0[1] = a1; o0[2] = a2; o0[3] = a3;
+            if (pair) {
+                v8 *o1 = o0 + T;
+                o1[0] = c0; o1[1] = c1; o1[2] = c2; o1[3] = c3;
+            }
+        }
+        for (; t < nt; t++) {
+            v8 a0 = splat(0.0f), c0 = splat(0.0f);
+            for (int c = 0; c < cols; c++) {
+                const v8 vc = v[c * T + t];
+                a0 += splat(m0[c * cs]) * vc;
+                c0 += splat(m1[c * cs]) * vc;
+            }
+            out[r * T + t] = a0;
+            if (pair) out[(r + 1) * T + t] = c0;
+        }
+    }
+}
+
+/* acc[r * cols + c] += sum_{t < nt} (p[r * T + t] * q[c * T + t] + u[r * T + t] * w[c * T + t]) (u, w
+ * may be NULL): the weight-gradient outer products of a block, two columns by three rows of
+ * accumulators at a time in registers, so each accumulator is read and written once per block. */
+static inline void outer_acc(v8 *restrict acc, int rows, int cols, int nt, const v8 *restrict p,
+                             const v8 *restrict q, const v8 *restrict u, const v8 *restrict w) {
+    int c = 0;
+    for (; c + 1 < cols; c += 2) {
+        const v8 *q0 = q + c * T, *q1 = q0 + T, *w0 = w ? w + c * T : NULL, *w1 = w ? w0 + T : NULL;
+        int r = 0;
+        for (; r + 2 < rows; r += 3) {
+            const v8 *p0 = p + r * T, *p1 = p0 + T, *p2 = p1 + T;
+            v8 a00 = splat(0.0f), a01 = splat(0.0f), a10 = splat(0.0f), a11 = splat(0.0f);
+            v8 a20 = splat(0.0f), a21 = splat(0.0f);
+            for (int t = 0; t < nt; t++) {
+                const v8 x0 = q0[t], x1 = q1[t], y0 = p0[t], y1 = p1[t], y2 = p2[t];
+                a00 += y0 * x0; a01 += y0 * x1;
+                a10 += y1 * x0; a11 += y1 * x1;
+                a20 += y2 * x0; a21 += y2 * x1;
+            }
+            if (u) {
+                const v8 *u0 = u + r * T, *u1 = u0 + T, *u2 = u1 + T;
+                for (int t = 0; t < nt; t++) {
+                    const v8 x0 = w0[t], x1 = w1[t], y0 = u0[t], y1 = u1[t], y2 = u2[t];
+                    a00 += y0 * x0; a01 += y0 * x1;
+                    a10 += y1 * x0; a11 += y1 * x1;
+                    a20 += y2 * x0; a21 += y2 * x1;
+                }
+            }
+            v8 *o = acc + (size_t)r * cols + c;
+            o[0] += a00; o[1] += a01;
+            o[cols] += a10; o[cols + 1] += a11;
+            o[2 * cols] += a20; o[2 * cols + 1] += a21;
+        }
+        for (; r < rows; r++) {
+            const v8 *p0 = p + r * T, *u0 = u ? u + r * T : NULL;
+            v8 a0 = splat(0.0f), a1 = splat(0.0f);
+            for (int t = 0; t < nt; t++) { a0 += p0[t] * q0[t]; a1 += p0[t] * q1[t]; }
+            if (u)
+                for (int t = 0; t < nt; t++) { a0 += u0[t] * w0[t]; a1 += u0[t] * w1[t]; }
+            acc[(size_t)r * cols + c] += a0;
+            acc[(size_t)r * cols + c + 1] += a1;
+        }
+    }
+    for (; c < cols; c++) {
+        for (int r = 0; r < rows; r++) {
+            v8 a = splat(0.0f);
+            for (int t = 0; t < nt; t++) a += p[r * T + t] * q[c * T + t];
+            if (u)
+                for (int t = 0; t < nt; t++) a += u[r * T + t] * w[c * T + t];
+            acc[(size_t)r * cols + c] += a;
+        }
     }
 }
 
@@ -95,101 +236,105 @@ static void one_instance(int model, int values, int rows, int n, int m, float ba
                          const int32_t *words, const float *x, const float *off, const float *slope,
                          const float *W, const float *W2, const float *b, const float *imp, float l1,
                          float *gW, float *gW2, float *gb, float *loss, v8 *buf) {
-    v8 *xb = buf;               /* n */
-    v8 *pre = xb + n;           /* m */
-    v8 *h = pre + m;            /* m */
-    v8 *gh = h + m;             /* m */
-    v8 *gz = gh + m;            /* n */
-    v8 *acc_gb = gz + n;        /* n */
-    v8 *acc_gW = acc_gb + n;    /* m * n, [j * n + i] */
+    v8 *xb = buf;                      /* n * T */
+    v8 *pre = xb + (size_t)n * T;      /* m * T */
+    v8 *h = pre + (size_t)m * T;       /* m * T */
+    v8 *gh = h + (size_t)m * T;        /* m * T */
+    v8 *gz = gh + (size_t)m * T;       /* n * T */
+    v8 *zb = gz + (size_t)n * T;       /* n * T */
+    v8 *acc_gb = zb + (size_t)n * T;   /* n */
+    v8 *acc_gW = acc_gb + n;           /* m * n, [j * n + i] */
     v8 *acc_gW2 = acc_gW + (size_t)m * n; /* n * m, [i * m + j], abs only */
-    v8 *zb = acc_gW2 + (model == ABS ? (size_t)m * n : 0); /* n, after the accumulators */
     const int hidden_relu = model == RELU_HIDDEN || model == ABS;
     const float two_over_b = 2.0f / batch;
     v8 acc_loss = splat(0.0f), acc_l1 = splat(0.0f);
+    v8 valid[T];
     memset(acc_gb, 0, sizeof(v8) * (size_t)n * (1 + m + (model == ABS ? m : 0)));
 
-    for (int s0 = 0; s0 < rows; s0 += LANES) {
-        const int lanes = rows - s0 < LANES ? rows - s0 : LANES;
-        v8 valid = splat(0.0f);
-        for (int l = 0; l < lanes; l++) valid[l] = 1.0f;
-        /* the block's inputs, feature-major */
-        for (int i = 0; i < n; i++) {
-            v8 v = splat(0.0f);
-            if (words) {
-                for (int l = 0; l < lanes; l++) v[l] = (float)words[(size_t)(s0 + l) * n + i];
-                v = splat(off[i]) + splat(slope[i]) * v;
-                if (values == UNIFORM01) {
-                    v = relu(v);
-                } else {
-                    v8i keep = v < splat(1.0f);
-                    v = (v8)((v8i)v & keep);
+    for (int s0 = 0; s0 < rows; s0 += BLOCK) {
+        const int left = rows - s0;
+        const int nt = left >= BLOCK ? T : (left + LANES - 1) / LANES;
+        for (int t = 0; t < nt; t++) {
+            const int lanes = left - t * LANES < LANES ? left - t * LANES : LANES;
+            valid[t] = splat(0.0f);
+            for (int l = 0; l < lanes; l++) valid[t][l] = 1.0f;
+        }
+        /* the block's inputs, feature-major: eight features of eight samples per 8x8 transpose,
+         * the last n % 8 features one lane at a time */
+        const int n8 = n & ~(LANES - 1);
+        for (int t = 0; t < nt; t++) {
+            const int s = s0 + t * LANES;
+            const int lanes = left - t * LANES < LANES ? left - t * LANES : LANES;
+            for (int i = 0; i < n8; i += LANES) {
+                v8i r[LANES];
+                for (int l = 0; l < LANES; l++) {
+                    if (l < lanes) memcpy(&r[l], words ? (const void *)(words + (size_t)(s + l) * n + i)
+                                                       : (const void *)(x + (size_t)(s + l) * n + i), sizeof(v8i));
+                    else r[l] = (v8i){0, 0, 0, 0, 0, 0, 0, 0};
                 }
-                v *= valid; /* padding lanes hold x = 0 */
-            } else {
-                for (int l = 0; l < lanes; l++) v[l] = x[(size_t)(s0 + l) * n + i];
+                transpose8(r);
+                for (int c = 0; c < LANES; c++)
+                    xb[(i + c) * T + t] = words ? to_input(__builtin_convertvector(r[c], v8), off[i + c], slope[i + c],
+                                                           values, valid[t])
+                                                : (v8)r[c];
             }
-            xb[i] = v;
+            for (int i = n8; i < n; i++) {
+                v8 v = splat(0.0f);
+                if (words) {
+                    for (int l = 0; l < lanes; l++) v[l] = (float)words[(size_t)(s + l) * n + i];
+                    v = to_input(v, off[i], slope[i], values, valid[t]);
+                } else {
+                    for (int l = 0; l < lanes; l++) v[l] = x[(size_t)(s + l) * n + i];
+                }
+                xb[i * T + t] = v;
+            }
         }
         /* encoder */
-        matvec(W, (size_t)n, 1, m, n, xb, pre);
-        for (int j = 0; j < m; j++) h[j] = hidden_relu ? relu(pre[j]) : pre[j];
+        matvec(W, (size_t)n, 1, m, n, xb, pre, nt);
+        for (int j = 0; j < m; j++)
+            for (int t = 0; t < nt; t++) h[j * T + t] = hidden_relu ? relu(pre[j * T + t]) : pre[j * T + t];
         /* decoder */
-        if (model == ABS) matvec(W2, (size_t)m, 1, n, m, h, zb);
-        else matvec(W, 1, (size_t)n, n, m, h, zb);
+        if (model == ABS) matvec(W2, (size_t)m, 1, n, m, h, zb, nt);
+        else matvec(W, 1, (size_t)n, n, m, h, zb, nt);
         /* loss and output-side gradients */
         for (int i = 0; i < n; i++) {
-            v8 z = zb[i] + splat(b[i]);
-            v8 t = model == ABS ? vabs(xb[i]) : xb[i];
-            v8 r = (model == LINEAR ? z : relu(z)) - t;
-            v8 wr = splat(imp[i]) * r * valid;
-            acc_loss += wr * r;
-            v8 g = splat(two_over_b) * wr;
-            if (model != LINEAR) g = select_pos(g, z);
-            gz[i] = g;
-            acc_gb[i] += g;
+            v8 gsum = splat(0.0f);
+            for (int t = 0; t < nt; t++) {
+                v8 z = zb[i * T + t] + splat(b[i]);
+                v8 xi = xb[i * T + t];
+                v8 tg = model == ABS ? vabs(xi) : xi;
+                v8 r = (model == LINEAR ? z : relu(z)) - tg;
+                v8 wr = splat(imp[i]) * r * valid[t];
+                acc_loss += wr * r;
+                v8 g = splat(two_over_b) * wr;
+                if (model != LINEAR) g = select_pos(g, z);
+                gz[i * T + t] = g;
+                gsum += g;
+            }
+            acc_gb[i] += gsum;
         }
         /* back through the decoder */
-        if (model == ABS) matvec(W2, 1, (size_t)m, m, n, gz, gh);
-        else matvec(W, (size_t)n, 1, m, n, gz, gh);
+        if (model == ABS) matvec(W2, 1, (size_t)m, m, n, gz, gh, nt);
+        else matvec(W, (size_t)n, 1, m, n, gz, gh, nt);
         /* hidden-side gradients */
         for (int j = 0; j < m; j++) {
-            v8 gj = gh[j];
-            if (l1 != 0.0f) {
-                acc_l1 += vabs(h[j]) * valid;
-                gj += splat(l1 / batch) * vsign(h[j]) * valid;
-            }
-            gh[j] = hidden_relu ? select_pos(gj, pre[j]) : gj;
-        }
-        /* weight gradients: decoder side h_j dz_i and encoder side dpre_j x_i, one pass, two rows
-         * of the accumulator at a time (each load of dz_i and x_i serves both) */
-        int j = 0;
-        if (model != ABS) {
-            for (; j + 1 < m; j += 2) {
-                v8 *restrict a0 = acc_gW + (size_t)j * n, *restrict a1 = a0 + n;
-                const v8 h0 = h[j], g0 = gh[j], h1 = h[j + 1], g1 = gh[j + 1];
-                for (int i = 0; i < n; i++) {
-                    const v8 gzi = gz[i], xi = xb[i];
-                    a0[i] += h0 * gzi + g0 * xi;
-                    a1[i] += h1 * gzi + g1 * xi;
+            for (int t = 0; t < nt; t++) {
+                v8 gj = gh[j * T + t];
+                const v8 hj = h[j * T + t];
+                if (l1 != 0.0f) {
+                    acc_l1 += vabs(hj) * valid[t];
+                    gj += splat(l1 / batch) * vsign(hj) * valid[t];
                 }
+                gh[j * T + t] = hidden_relu ? select_pos(gj, pre[j * T + t]) : gj;
             }
         }
-        for (; j < m; j++) {
-            v8 *restrict aj = acc_gW + (size_t)j * n;
-            const v8 hj = h[j], gj = gh[j];
-            if (model == ABS) {
-                for (int i = 0; i < n; i++) aj[i] += gj * xb[i];
-            } else {
-                for (int i = 0; i < n; i++) aj[i] += hj * gz[i] + gj * xb[i];
-            }
-        }
+        /* weight gradients: encoder side dpre_j x_i, plus decoder side h_j dz_i for tied weights
+         * (D = W) or into gW2 for abs */
         if (model == ABS) {
-            for (int i = 0; i < n; i++) {
-                v8 *a2 = acc_gW2 + (size_t)i * m;
-                const v8 g = gz[i];
-                for (int j = 0; j < m; j++) a2[j] += h[j] * g;
-            }
+            outer_acc(acc_gW, m, n, nt, gh, xb, NULL, NULL);
+            outer_acc(acc_gW2, n, m, nt, gz, h, NULL, NULL);
+        } else {
+            outer_acc(acc_gW, m, n, nt, h, gz, gh, xb);
         }
     }
     for (int i = 0; i < n; i++) gb[i] = hsum(acc_gb[i]);
@@ -203,7 +348,7 @@ int toymodel_fused_step(int model, int values, int inst, int rows, int n, int m,
                         const int32_t *words, const float *x, const float *off, const float *slope,
                         const float *W, const float *W2, const float *b, const float *imp, const float *l1,
                         float *gW, float *gW2, float *gb, float *loss) {
-    size_t nbuf = (size_t)(4 * n + 3 * m) + (size_t)m * n * (model == ABS ? 2 : 1);
+    size_t nbuf = (size_t)(3 * n + 3 * m) * T + (size_t)n + (size_t)m * n * (model == ABS ? 2 : 1);
     v8 *buf = NULL;
     if (posix_memalign((void **)&buf, 64, sizeof(v8) * nbuf) != 0) return -1;
     for (int k = 0; k < inst; k++) {
@@ -215,4 +360,22 @@ int toymodel_fused_step(int model, int values, int inst, int rows, int n, int m,
     }
     free(buf);
     return 0;
+}
+
+/* The next `count` 64-bit outputs of numpy's SFC64 bit generator (Chris Doty-Humphrey's Small Fast
+ * Chaotic PRNG) from the state s = {a, b, c, counter}, which is advanced: bit for bit what
+ * numpy.random.SFC64.random_raw(count) returns, without its per-value function call. */
+void toymodel_sfc64_fill(uint64_t *restrict s, uint64_t *restrict out, size_t count) {
+    uint64_t a = s[0], b = s[1], c = s[2], w = s[3];
+    for (size_t k = 0; k < count; k++) {
+        const uint64_t tmp = a + b + w++;
+        a = b ^ (b >> 11);
+        b = c + (c << 3);
+        c = ((c << 24) | (c >> 40)) + tmp;
+        out[k] = tmp;
+    }
+    s[0] = a;
+    s[1] = b;
+    s[2] = c;
+    s[3] = w;
 }

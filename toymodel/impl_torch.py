@@ -36,6 +36,7 @@ whatever the thread count; its last bits depend on the compiled code (FMA on CPU
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -49,7 +50,7 @@ from .data import seed_sequence
 from .result import Result
 from .spec import FeatureGroup, Spec
 
-__all__ = ["FlatAdamW", "loss_and_grads", "lr_factor", "sample", "train"]
+__all__ = ["FlatAdamW", "loss_and_grads", "lr_factor", "sample", "torch_threads", "train", "use_fused_kernel"]
 
 Tensor = torch.Tensor
 #: upper bound on the bytes of random numbers drawn in one call (several steps at once)
@@ -167,13 +168,15 @@ def loss_and_grads(
     hidden_l1: Tensor | None,
     *,
     fused_ok: bool = True,
+    threads: int | None = None,
 ) -> Tensor:
     """Write d(loss)/d(params) into ``g`` and return the per-instance loss, (I,).
 
     loss_k = mean_b sum_i I_ki (y_kbi - y'_kbi)^2 + l1_k mean_b sum_j |h_kbj|, for the model
     kinds of :mod:`toymodel.models`. Instances are independent (the total is their sum).
     On CPU, models with m * n <= :data:`FUSED_MAX_MN` go through the fused kernel
-    (:mod:`toymodel.fused`) unless ``fused_ok`` is false; otherwise the unfused torch step.
+    (:mod:`toymodel.fused`) unless ``fused_ok`` is false, on ``threads`` threads (default: torch's
+    thread count); otherwise the unfused torch step.
     """
     inst, batch, n = x.shape
     if fused_ok and x.device.type == "cpu" and _fused_fits(p.W.shape[1], n):
@@ -185,7 +188,7 @@ def loss_and_grads(
         fused.step(model, "uniform01", batch, arr(p.W), None if p.W2 is None else arr(p.W2), arr(p.b),
                    arr(importance), None if hidden_l1 is None else arr(hidden_l1), g.W.numpy(),
                    None if g.W2 is None else g.W2.numpy(), g.b.numpy(), loss.numpy(), x=arr(x),
-                   threads=torch.get_num_threads())
+                   threads=torch.get_num_threads() if threads is None else threads)
         return loss
     return _core(model, p.W, p.b, p.W2, g.W, g.b, g.W2, x, importance, hidden_l1, batch)
 
@@ -320,6 +323,19 @@ def _device(spec: Spec) -> torch.device:
     return dev
 
 
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``count`` inside the block, restored after."""
+    before = torch.get_num_threads()
+    if count != before:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if count != before:
+            torch.set_num_threads(before)
+
+
 def fit(
     spec: Spec,
     data: Iterator[Tensor] | None = None,
@@ -344,21 +360,26 @@ def fit(
     l1 = spec.hidden_l1_array(per_instance=True)
     hidden_l1 = torch.tensor(l1, dtype=torch.float32, device=dev) if np.any(l1 > 0) else None
     opt = FlatAdamW(p.flat, tc.betas, tc.eps, tc.weight_decay)
+    threads = torch.get_num_threads()
+    # The fused kernel runs on threads of its own; torch's OpenMP workers, once woken by a parallel
+    # op (AdamW), spin for a while after it and take a core from the kernel (n=100, m=20, 20
+    # instances: 15.0 -> 10.6 ms per step with them quiet). So torch ops use one thread meanwhile.
+    op_threads = 1 if dev.type == "cpu" and use_fused_kernel(spec) else threads
     if data is not None or spec.groups or dev.type != "cpu":
         if data is None:
             data = batches(spec, density, torch_generator(spec, "torch-train", dev))
         stream = data
 
         def step() -> Tensor:
-            return loss_and_grads(spec.model, p, g, next(stream), importance, hidden_l1)
+            return loss_and_grads(spec.model, p, g, next(stream), importance, hidden_l1, threads=threads)
     else:
-        step = _fast_step(spec, dens_np, p, g, importance, hidden_l1)
+        step = _fast_step(spec, dens_np, p, g, importance, hidden_l1, threads)
 
     windows = math.ceil(tc.steps / tc.log_every)
     curve = torch.zeros(windows, spec.instances, dtype=torch.float64, device=dev)
     acc = torch.zeros(spec.instances, dtype=torch.float64, device=dev)
     steps_out = np.minimum((np.arange(windows) + 1) * tc.log_every, tc.steps)
-    with torch.inference_mode():
+    with torch.inference_mode(), torch_threads(op_threads):
         for t in range(tc.steps):
             acc += step()
             opt.step(g.flat, tc.lr * lr_factor(tc.schedule, t, tc.steps))
@@ -376,6 +397,10 @@ def fit(
 #: accumulators (32 m n bytes) must stay in L2. Measured at 1 thread (kernel alone, x given): 2.7 ns
 #: per (hidden, feature, 8 samples) at n=400, m=30, where the unfused step's BLAS products run slower
 FUSED_MAX_MN = 16384
+#: words drawn per block of a dense run on the fused path: the whole run when it fits (one kernel
+#: call per step; the compiled SFC64 makes the draw cheap). Blocks of 2^19 words (two instances at
+#: n=400) cost 72 ms per step at n=400, m=30, 20 instances against 46 ms for one block (2 threads).
+FUSED_BLOCK_WORDS = 2**23
 
 
 def _fused_fits(m: int, n: int) -> bool:
@@ -401,14 +426,13 @@ class _Run:
 
 
 def _fast_step(spec: Spec, density: np.ndarray, p: Params, g: Params, importance: Tensor,
-               hidden_l1: Tensor | None) -> Callable[[], Tensor]:
+               hidden_l1: Tensor | None, threads: int) -> Callable[[], Tensor]:
     """The CPU step with fresh samples from one numpy SFC64 stream: the instances split into
     runs (:func:`sparse_step.plan`), each sampled densely or sparsely and trained as one batch."""
     B, values, model = spec.train.batch_size, str(spec.values), spec.model
     bits = np.random.SFC64(seed_sequence(spec.seed, "torch-train-sfc64"))
     rng = np.random.Generator(bits)
     use_fused = use_fused_kernel(spec)
-    threads = torch.get_num_threads()
     runs: list[_Run] = []
     for grp in sparse_step.plan(density, B, sparse_ok=True):
         sl = slice(grp.start, grp.stop)
@@ -440,20 +464,29 @@ def _fast_step(spec: Spec, density: np.ndarray, p: Params, g: Params, importance
                    loss[run.sl][lo:hi].numpy(), words=words, offset=offset, slope=slope, x=x, threads=threads)
 
     def blocks_of(run: _Run) -> list[tuple[int, int]]:
-        """A dense run's blocks of instances, each drawn with one call (<= WORDS_PER_CALL words,
-        or one instance per thread: the temporary is reused heap memory, not fresh pages)."""
+        """A dense run's blocks of instances (<= FUSED_BLOCK_WORDS words, or one instance per
+        thread), each drawn as one piece and trained with one kernel call."""
         inst = run.sl.stop - run.sl.start
-        if inst * B * spec.n <= sparse_step.WORDS_PER_CALL:
+        if inst * B * spec.n <= FUSED_BLOCK_WORDS:
             return [(0, inst)]
-        per = max(threads, sparse_step.WORDS_PER_CALL // (B * spec.n))
+        per = max(threads, FUSED_BLOCK_WORDS // (B * spec.n))
         return [(lo, min(inst, lo + per)) for lo in range(0, inst, per)]
+
+    # Two word buffers per dense run, used in turn: at most two blocks' words are alive (the one
+    # the kernel trains on and the next one), and reused memory spares the fresh pages of a new
+    # array per draw (8k page faults a step at n=400, 20 instances).
+    spare = {id(run): [np.empty((max(hi - lo for lo, hi in blocks_of(run)) * B * spec.n + 1) // 2, np.uint64)
+                       for _ in range(2)] for run in runs if run.draws is None and use_fused}
+    drawn = dict.fromkeys(spare, 0)
 
     def draw(run: _Run, lo: int, hi: int) -> np.ndarray:
         """Block lo:hi's words, as :func:`sparse_step.dense_into` would draw them, in its order."""
         count = (hi - lo) * B * spec.n
+        out = spare[id(run)][drawn[id(run)] % 2]
+        drawn[id(run)] += 1
         if (lo, hi) == (0, run.sl.stop - run.sl.start) and count <= sparse_step.WORDS_PER_CALL:
-            return sparse_step.words(bits, count).reshape(hi - lo, B, spec.n)
-        return sparse_step.instance_words(bits, hi - lo, B, spec.n)
+            return sparse_step.words(bits, count, out).reshape(hi - lo, B, spec.n)
+        return sparse_step.instance_words(bits, hi - lo, B, spec.n, out)
 
     # The inputs do not depend on the parameters, so the next block's words are drawn while the
     # kernel trains on this one (numpy's generator and the kernel run side by side). Across steps

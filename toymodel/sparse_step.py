@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import fused
+
 __all__ = [
     "SPARSE_MAX_DENSITY",
     "Draws",
@@ -96,18 +98,24 @@ def dense_coefficients(density: np.ndarray, values: str) -> tuple[Tensor, Tensor
     return as_t(offset), as_t(slope)
 
 
-def words(bits: np.random.SFC64, count: int) -> np.ndarray:
-    """The next ``count`` 32-bit words of the stream as int32 (two per 64-bit output)."""
-    return bits.random_raw((count + 1) // 2).view(np.int32)[:count]
+def words(bits: np.random.SFC64, count: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The next ``count`` 32-bit words of the stream as int32 (two per 64-bit output); written
+    into ``out`` (uint64, >= (count + 1) // 2 values) where given and the compiled generator is."""
+    raw = fused.sfc64_raw(bits, (count + 1) // 2, out)
+    if raw is None:
+        raw = bits.random_raw((count + 1) // 2)
+    return raw.view(np.int32)[:count]
 
 
-def instance_words(bits: np.random.SFC64, inst: int, batch: int, n: int) -> np.ndarray:
+def instance_words(bits: np.random.SFC64, inst: int, batch: int, n: int,
+                   out: np.ndarray | None = None) -> np.ndarray:
     """(inst, batch, n) words for whole instances, consumed from the stream exactly as
     :func:`dense_into` consumes them for a run of more than WORDS_PER_CALL words (per instance, in
-    chunks of rows); one call when that is the same sequence (chunks of an even number of words)."""
+    chunks of rows); one call when that is the same sequence (chunks of an even number of words),
+    written into ``out`` as :func:`words` does."""
     rows = max(1, WORDS_PER_CALL // max(n, 1))
     if batch <= rows and (batch * n) % 2 == 0:
-        return words(bits, inst * batch * n).reshape(inst, batch, n)
+        return words(bits, inst * batch * n, out).reshape(inst, batch, n)
     chunks = [(min(batch, r0 + rows) - r0) * n for r0 in range(0, batch, rows)]
     parts = [words(bits, count) for _ in range(inst) for count in chunks]
     return np.concatenate(parts).reshape(inst, batch, n)
