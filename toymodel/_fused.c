@@ -16,8 +16,11 @@
  *   dW_ji += dpre_j x_i.
  * B (``batch``) is the divisor of the mean; ``rows`` <= B samples are processed (the sparse step
  * adds the all-zero samples in closed form). Eight samples are processed at once in GCC vector
- * lanes; every sum runs in a fixed order, so results do not depend on how a caller splits the
- * instances across threads. tests/test_fused.py checks it against autograd.
+ * lanes, in blocks of up to 64 samples (eight sub-blocks): the products load each weight once per
+ * two sub-blocks, and the weight-gradient accumulators (m * n vectors, in L2) are read and written
+ * once per block rather than once per eight samples. Every sum runs in a fixed order, so results
+ * do not depend on how a caller splits the instances across threads. tests/test_fused.py checks
+ * it against autograd.
  *
  * Inputs per instance k (float32 / int32, C-contiguous):
  *   words (inst, rows, n) int32 or NULL; then x (inst, rows, n) float32 is read instead.

@@ -9,6 +9,9 @@ and the CPU's vector support, and loaded with ctypes, which releases the GIL dur
 a run's instances can be split across threads. Without a compiler, or with ``TOYMODEL_FUSED=0``,
 :func:`library` returns None and the reference implementation uses its unfused torch step.
 ``tests/test_fused.py`` proves the kernel's loss and gradients equal to autograd's.
+
+The same library generates numpy's ``SFC64`` stream (:func:`sfc64_raw`), bit for bit, without
+numpy's per-value function call, for the reference's input words.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Fast exact samplers for the reference implementation's training loop, and its instance plan.
 
 Two samplers of independent features ("0 with probability 1 - p, else a value"), both drawn
-from one numpy ``SFC64`` stream (numpy's fastest bit generator, ~3x ``torch.rand`` here):
+from one numpy ``SFC64`` stream (numpy's fastest bit generator, ~3x ``torch.rand`` here; its raw
+words come from :func:`toymodel.fused.sfc64_raw` where the C library is built, the same stream
+~3x faster again):
 
 - :func:`dense_into` fills a preallocated (instances, batch, n) tensor from raw 32-bit words
   with one fused multiply-add and one clamp: with r = w·2⁻³² + ½ uniform on [0, 1),
