@@ -475,8 +475,9 @@ def _fast_step(spec: Spec, density: np.ndarray, p: Params, g: Params, importance
     # Two word buffers per dense run, used in turn: at most two blocks' words are alive (the one
     # the kernel trains on and the next one), and reused memory spares the fresh pages of a new
     # array per draw (8k page faults a step at n=400, 20 instances).
-    spare = {id(run): [np.empty((max(hi - lo for lo, hi in blocks_of(run)) * B * spec.n + 1) // 2, np.uint64)
-                       for _ in range(2)] for run in runs if run.draws is None and use_fused}
+    blocks = {id(run): blocks_of(run) for run in runs if run.draws is None}
+    most = {key: max(hi - lo for lo, hi in order) * B * spec.n for key, order in blocks.items() if use_fused}
+    spare = {key: [np.empty((words + 1) // 2, np.uint64) for _ in range(2)] for key, words in most.items()}
     drawn = dict.fromkeys(spare, 0)
 
     def draw(run: _Run, lo: int, hi: int) -> np.ndarray:
@@ -491,7 +492,6 @@ def _fast_step(spec: Spec, density: np.ndarray, p: Params, g: Params, importance
     # The inputs do not depend on the parameters, so the next block's words are drawn while the
     # kernel trains on this one (numpy's generator and the kernel run side by side). Across steps
     # only when one run draws from the stream (else another run's draws come in between).
-    blocks = {id(run): blocks_of(run) for run in runs if run.draws is None}
     across_steps = len(runs) == 1
     pending: dict[int, np.ndarray] = {}
 
