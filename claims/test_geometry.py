@@ -154,13 +154,14 @@ def test_dimensionality_fractions(trained: Trained, claim: Claim, tier: ex.Tier)
     claim.record("peaks", table)
     # Fast tier, 8 restarts (torch, seeds 0-4, 2026-11-30, 9600 pooled D_i): 1/2 pooled 1123-1187 at
     # the centre vs 4-10 / 9-17 at the flanks. Restarts with a peak at 3/4, 2/3, 2/5 or 3/8: 5, 6,
-    # 3, 3 and 6 of 8 (23 of 40; mostly 2/5, e.g. 17 vs 2 / 0, 36 vs 5 / 0; 3/8 up to 29
-    # vs 3 / 2), so one sweep misses in about half the runs (at one restart, seed 4 missed: 2/5 16
-    # vs 5 / 9) and all eight miss with probability ~0.5^8. Earlier, with one restart (1200 pooled
-    # D_i, seeds 0-4, torch and numpy, before the SFC64 sampler): 2/5 14-51 at the centre vs 3-7 /
-    # 0-8, a peak in all 10 runs; 2/3 <= 3 and 3/4 <= 1 (the transition from 1 to 1/2 passes
-    # through triangles and tetrahedra too fast to pile up). The 1..20 sweep of 20 levels gave 2/5
-    # and 3/8 half the counts: hence the fast tier's 1..8 range.
+    # 3, 3 and 6 of 8 (23 of 40; numpy, seed 0: 4 of 8, every geometry check passing; mostly 2/5,
+    # e.g. 17 vs 2 / 0, 36 vs 5 / 0; 3/8 up to 29 vs 3 / 2), so one sweep misses in about half the
+    # runs (at one restart, seed 4 missed: 2/5 16 vs 5 / 9) and all eight miss with probability
+    # ~0.5^8. Earlier, with one restart (1200 pooled D_i, seeds 0-4, torch and numpy, before the
+    # SFC64 sampler): 2/5 14-51 at the centre vs 3-7 / 0-8, a peak in all 10 runs; 2/3 <= 3 and
+    # 3/4 <= 1 (the transition from 1 to 1/2 passes through triangles and tetrahedra too fast to
+    # pile up). The 1..20 sweep of 20 levels gave 2/5 and 3/8 half the counts: hence the fast
+    # tier's 1..8 range.
     # Paper tier: see PAPER_SECOND_PEAK. The 1/2 peak holds at every paper-tier seed, 0-3 (268-286
     # vs <= 5).
     claim.check(peaks.is_peak[0], what="a peak of the pooled D_i at 1/2", measured=table["1/2"],
