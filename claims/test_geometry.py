@@ -166,21 +166,23 @@ def test_dimensionality_fractions(trained: Trained, claim: Claim, tier: ex.Tier)
     # vs <= 5).
     claim.check(peaks.is_peak[0], what="a peak of the pooled D_i at 1/2", measured=table["1/2"],
                 bound="count within ±0.005 >= 3 and >= 2x each flank (±0.0125)")
-    per_restart = []
+    per_restart, found = [], []
     for r in range(dims.shape[1]):
         pk = metrics.histogram_peaks(dims[:, r], centres[1:])
         rows = zip(FRACTIONS, pk.at_centre, pk.left, pk.right, pk.is_peak, strict=True)
         per_restart.append({name: f"{int(a)} vs {int(lo)} / {int(hi)}" + (" peak" if p else "")
                             for name, a, lo, hi, p in rows})
+        if pk.is_peak.any():
+            found.append(r)
     claim.record("second_peak_per_restart", per_restart)
-    found = [r for r, row in enumerate(per_restart) if any(v.endswith("peak") for v in row.values())]
     if tier == "paper" and not found:
         pytest.xfail(PAPER_SECOND_PEAK)
     claim.check(len(found) >= 1, what="a restart whose D_i (all levels) peak at 3/4, 2/3, 2/5 or 3/8",
                 measured={"restarts_with_a_peak": found, "per_restart": per_restart},
                 bound="at least one restart")
     if tier == "fast":  # share of the pooled D_i within ±0.005 of each centre; seed-to-seed spread
-        # (seeds 0-4, torch and numpy): 1/2 0.109-0.128, 2/5 0.012-0.043, 3/8 0.001-0.019, others <= 0.003
+        # (seeds 0-4, torch and numpy, one restart): 1/2 0.109-0.128, 2/5 0.012-0.043, 3/8 0.001-0.019,
+        # others <= 0.003; pooling 8 restarts narrows it (torch seeds 1-4 and numpy seed 0 passed)
         claim.regress("share_at_centres", peaks.at_centre / dims.size, rtol=0.0, atol=0.04)
 
     def draw(fig: object) -> None:
