@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from toymodel import data, models
-from toymodel.impl_numpy import AdamW, Sampler, Trainer, lr_factor, train
+from toymodel import data, impl_numpy, models
+from toymodel.impl_numpy import AdamW, Sampler, Trainer, default_threads, lr_factor, shard_bounds, train
 from toymodel.implementations import run
 from toymodel.result import Result
 from toymodel.spec import FeatureGroup, Spec, TrainConfig, geometric_importance
@@ -238,7 +238,7 @@ def test_loss_curve_is_the_window_mean_of_step_losses() -> None:
     expected = np.stack([every_step[:, s:s + 3].mean(1) for s in (0, 3, 6, 9)], 1)
     np.testing.assert_allclose(windows, expected, rtol=1e-12)
     # the first point is the loss of the initial weights on the first batch of the documented stream
-    stream = np.random.Generator(np.random.PCG64(data.seed_sequence(spec.seed, "numpy-train")))
+    stream = np.random.Generator(np.random.PCG64(data.seed_sequence(spec.seed, "numpy-train", 0)))
     x = Sampler(spec.density_array(per_instance=True), 32, stream).draw().transpose(0, 2, 1)
     first = models.loss("relu_output", models.initial_weights(spec), x.astype(np.float64),
                         spec.importance_array(per_instance=True))
@@ -268,3 +268,81 @@ def test_linear_model_learns_the_top_two_features() -> None:
     norms = np.linalg.norm(train(spec).W, axis=1)  # (instances, n)
     np.testing.assert_allclose(norms[:, :2], 1.0, atol=0.1)
     assert np.all(norms[:, 2:] < 0.15), norms
+
+
+# ----- shards and threads -------------------------------------------------------------------
+
+def test_shard_bounds() -> None:
+    assert shard_bounds(10, 3, limit=7) == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]
+    assert shard_bounds(3, 100, limit=7) == [(0, 1), (1, 2), (2, 3)]  # at least one instance each
+    assert shard_bounds(5, 1, limit=100) == [(0, 5)]
+    with pytest.raises(ValueError, match="instances=0"):
+        shard_bounds(0, 3)
+
+
+@pytest.mark.parametrize("shards", [[(0, 2), (3, 4)], [(0, 2), (2, 3)], [(0, 0), (0, 4)], []])
+def test_trainer_rejects_shards_that_do_not_tile_the_instances(shards: list[tuple[int, int]]) -> None:
+    params, _, imp, l1 = _problem("relu_output", 0)
+    params = {k: np.concatenate([v, v[:1]]) for k, v in params.items()}  # 4 instances
+    with pytest.raises(ValueError, match="shards must be contiguous"):
+        Trainer("relu_output", params, np.concatenate([imp, imp[:1]]), np.append(l1, 0.0), 12,
+                shards=shards)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_sharded_trainer_equals_one_block(model: str) -> None:
+    params, x, imp, l1 = _problem(model, 4)
+    x = feature_major(x).astype(np.float32)
+    whole = Trainer(model, params, imp, l1, x.shape[-1])
+    split = Trainer(model, params, imp, l1, x.shape[-1], shards=[(0, 1), (1, 3)])
+    loss_whole, loss_split = whole.loss_and_grads(x), split.loss_and_grads(x)
+    np.testing.assert_allclose(loss_split, loss_whole, rtol=1e-6)
+    np.testing.assert_allclose(split.grad, whole.grad, rtol=1e-5, atol=1e-7)
+    # a shard computed alone fills only its own instances' gradients
+    split.grad[:] = 0.0
+    split.shard_loss_and_grads(1, x[1:3])
+    assert not np.any(split.grads["W"][0]) and np.all(np.any(split.grads["W"][1:] != 0, axis=(1, 2)))
+
+
+@pytest.fixture
+def tiny_shards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shards of 64 entries: every instance of small_spec (n=5, batch 64) is a shard of its own."""
+    monkeypatch.setattr(impl_numpy, "SHARD_ENTRIES", 64)
+
+
+@pytest.mark.usefixtures("tiny_shards")
+@pytest.mark.parametrize("model", ["relu_output", "abs"])
+def test_result_does_not_depend_on_the_thread_count(model: str) -> None:
+    spec = small_spec(model, hidden_l1=[0.0, 0.1], restarts=3)
+    one, three = train(spec, threads=1), train(spec, threads=3)
+    assert one.meta["shards"] == spec.instances and three.meta["threads"] == 3
+    for field in ("W", "b", "W2", "loss_curve", "eval_loss"):
+        np.testing.assert_array_equal(getattr(one, field), getattr(three, field), err_msg=field)
+
+
+@pytest.mark.usefixtures("tiny_shards")
+def test_each_shard_draws_from_its_own_documented_stream() -> None:
+    spec = small_spec(train=TrainConfig(steps=1, batch_size=64, log_every=1))
+    first = train(spec, threads=2).loss_curve[:, 0]
+    density = spec.density_array(per_instance=True)
+    weights = models.initial_weights(spec)
+    for k in range(spec.instances):
+        stream = np.random.Generator(np.random.PCG64(data.seed_sequence(spec.seed, "numpy-train", k)))
+        x = Sampler(density[k:k + 1], 64, stream).draw().transpose(0, 2, 1)
+        expected = models.loss("relu_output", {n: w[k:k + 1] for n, w in weights.items()},
+                               x.astype(np.float64), spec.importance_array(per_instance=True)[k:k + 1])
+        np.testing.assert_allclose(first[k], expected[0], rtol=1e-5, err_msg=f"instance {k}")
+
+
+def test_bad_thread_counts_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=f"threads must be a positive integer, got {bad!r}"):
+            train(small_spec(), threads=bad)  # type: ignore[arg-type]
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads() == 3
+    for bad in ("two", "0"):
+        monkeypatch.setenv("OMP_NUM_THREADS", bad)
+        with pytest.raises(ValueError, match=f"OMP_NUM_THREADS must be a positive integer, got '{bad}'"):
+            default_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_threads() >= 1
