@@ -194,8 +194,8 @@ class Trainer:
             self.params[k][...] = params[k]
             start += size
         bounds = [(0, inst)] if shards is None else [(int(a), int(b)) for a, b in shards]
-        if not bounds or bounds[0][0] != 0 or bounds[-1][1] != inst or any(
-                a >= b or b != c for (a, b), (c, _) in zip(bounds, [*bounds[1:], (inst, inst)], strict=True)):
+        starts, stops = [a for a, _ in bounds], [b for _, b in bounds]
+        if not bounds or starts != [0, *stops[:-1]] or stops[-1] != inst or any(a >= b for a, b in bounds):
             raise ValueError(f"shards must be contiguous non-empty ranges covering 0..{inst}, got {shards!r}")
         self.shards = tuple(bounds)
         imp = np.asarray(importance, dtype=np.float64)
