@@ -42,7 +42,7 @@ class Row:
     plain: float | None = None
 
 
-#: (kind, n, m, inst, density) -> Row; kind is "run" (whole fit) or "step"
+#: (kind, n, m, inst, density) -> Row; kind is "run" (whole fit), "core" (one step) or "numpy"
 RESULTS: dict[tuple[str, int, int, int, float], Row] = {}
 #: name -> GFLOP/s
 RATES: dict[str, float] = {}
@@ -73,6 +73,7 @@ def table() -> str:
     for name, rate in RATES.items():
         lines.append(f"fp32 {name} rate: {rate:.1f} GFLOP/s")
     lines.append("run = whole fit (sampling, step, AdamW, logging); core = the reference's gradient + AdamW "
-                 "step on a fixed batch (no sampling). % of mm = the 5 batched products' FLOPs / time "
-                 "/ torch.mm rate (dense configurations).")
+                 "step on a fixed batch (no sampling); numpy = the numpy implementation's whole run in "
+                 "shards on the benchmark's threads (ref) against one block on one thread (plain). "
+                 "% of mm = the 5 batched products' FLOPs / time / torch.mm rate (dense configurations).")
     return "\n".join(lines)

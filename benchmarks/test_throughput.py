@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from toymodel import impl_torch_plain
+from toymodel import impl_numpy, impl_torch_plain
 
 from .common import BATCH, CONFIGS, DENSITIES, RATES, STEPS, fast_impl, record, spec_for
 
@@ -75,3 +75,20 @@ def test_core(benchmark: Any, cfg: tuple[int, int, int], which: str) -> None:
     iters = max(1, STEPS[n] // 4)
     benchmark.pedantic(step, rounds=5, iterations=iters, warmup_rounds=1)
     record("core", cfg, 1.0, which, benchmark.stats.stats.min)
+
+
+@pytest.mark.parametrize("which", ["plain", "fast"])
+@pytest.mark.parametrize("cfg", [c for c in CONFIGS if c[0] >= 100], ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
+def test_numpy_shards(benchmark: Any, monkeypatch: pytest.MonkeyPatch, cfg: tuple[int, int, int],
+                      which: str) -> None:
+    """The numpy implementation, dense: its shards on $BENCH_THREADS threads ("fast") against the
+    same program as one block on one thread ("plain"), whole runs of 5x the torch runs' steps."""
+    steps = 5 * STEPS[cfg[0]]
+    spec = spec_for(*cfg, 1.0, steps=steps).replace(eval_samples=1024)  # time training, not evaluation
+    threads = torch.get_num_threads()
+    if which == "plain":
+        monkeypatch.setattr(impl_numpy, "SHARD_ENTRIES", 2**62)
+        threads = 1
+    benchmark.pedantic(impl_numpy.train, args=(spec,), kwargs={"threads": threads}, rounds=3, iterations=1,
+                       warmup_rounds=1)
+    record("numpy", cfg, 1.0, which, benchmark.stats.stats.min / steps)
