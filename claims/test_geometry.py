@@ -116,10 +116,11 @@ def test_dims_per_feature_sticky(trained: Trained, claim: Claim, tier: ex.Tier) 
 #: the test passes, when it is there; a strict xfail would turn those runs red).
 PAPER_SECOND_PEAK = (
     "paper scale (n=400, m=30, notebook training): the fractional D_i pile up at values that vary "
-    "from run to run, on 2/5 or 3/8 in 3 runs of 7. Sweeps of 20 levels (torch, 10k steps, "
-    "2026-11-29/30): seeds 2 and 3 have a 2/5 peak (39 vs flanks 15 / 0; 38 vs 10 / 9); seeds 0 and 1"
-    " do not (2/5 27 vs 10 / 48; 6 vs 19 / 25, piles at 0.410-0.415 and 0.465-0.470). Levels 1/(1-S) "
-    "= 4.13, 4.84, 5.67 with 3 restarts (2026-11-30): restart 0 has peaks at 2/5 (21 vs 5 / 0) and "
+    "from run to run, on a fraction in 4 runs of 11. Sweeps of 20 levels (10k steps, 2026-11-29/30): "
+    "torch seeds 2 and 3 have a 2/5 peak (39 vs flanks 15 / 0; 38 vs 10 / 9), seeds 0, 1 and 4 do not"
+    " (2/5 27 vs 10 / 48; 6 vs 19 / 25; 32 vs 15 / 19, piles at 0.410-0.415 and 0.465-0.470); numpy "
+    "seed 1 has one at 2/3 (4 vs 2 / 0), seeds 0 and 2 none (2/5 9 vs 13 / 0; 36 vs 12 / 36). Levels "
+    "1/(1-S) = 4.13, 4.84, 5.67 with 3 restarts (2026-11-30): restart 0 has peaks at 2/5 (21 vs 5 / 0) and "
     "3/8 (32 vs 11 / 5), restarts 1 and 2 none (2/5 18 vs 26 / 20; 3/8 11 vs 23 / 3); after 40k steps"
     " the same (24 vs 6 / 0, 34 vs 12 / 6; none), so it is not under-training; pooled over the three "
     "restarts no fraction is a peak (2/5 58 vs 43 / 40, 3/8 48 vs 44 / 43). The restart on the "
