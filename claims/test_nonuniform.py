@@ -39,9 +39,9 @@ Trained = Callable[[Spec], Result]
 #: below the exact crossover) in every run, by exact and by held-out selection alike; trained
 #: loss-curve crossing 0.265-0.268 (held-out curves: 0.257-0.272); exact crossover 0.2691. The
 #: exact phase change is ~3.7x sparser, not the paper's ~2.5x: inside the bracket, near its low end.
-#: Paper tier (all 21 levels x 64 restarts, torch, seeds 0-3, 2026-11-29/30): transition 0.251 in
-#: every run (at 0.251, 23-34 of 64 restarts reach the square); trained crossing 0.2674-0.2675
-#: (held-out curves 0.255-0.264); every check passes.
+#: Paper tier (all 21 levels x 64 restarts, torch and numpy, seeds 0-4, 2026-11-29/30): transition
+#: 0.251 in every run (at 0.251, 22-34 of 64 restarts reach the square); trained crossing
+#: 0.2674-0.2675 (held-out curves 0.255-0.265); every check passes.
 BRACKET = (0.25, 0.55)
 PENTAGON_FROM = 0.7  # best-of-k is a pentagon at every relative density >= this
 SQUARE_UPTO = 0.2  # best-of-k is the square (varied feature off) at every relative density <= this
