@@ -248,7 +248,14 @@ def test_larger_model_rescaled(trained: Trained, claim: Claim) -> None:
     norms, sup = metrics.feature_norms(W), metrics.superposition(W)
     orthogonal = ((norms > REPRESENTED) & (sup < IN_SUPERPOSITION)).sum(axis=1)
     # measured (2 restarts): torch seeds 0-2 [20,15,8,4,0,0,0], [20,13,8,4,0,0,0], [20,14,8,3,1,0,0]
-    # pass; numpy seed 0 [20,13,7,2,0,0,0] fails at density 0.03 (2 vs the figure's 4 ± 1)
+    # pass; numpy seed 0 [20,13,7,2,0,0,0] failed at density 0.03 (2 vs the figure's 4 ± 1) before its
+    # per-shard streams. Seeds 0-9, both implementations (2026-11-30): 4 of 20 runs fail, every one
+    # at density 0.03 with 2 (torch seed 8; numpy seeds 1, 2, 4); elsewhere 3-5 there, and 12-15 /
+    # 7-9 / 0-1 at 0.3 / 0.1 / 0.01. Per restart (16 restarts at density 0.03 only, torch seed 0
+    # and numpy seed 1) 2 / 3 / 4 / 5 features in 1 / 15 / 14 / 2 of 32: a 2 is rare but tends to
+    # have a low held-out loss (2nd of 16 in numpy seed 1), so the best of 2 picks it in a fifth of
+    # the runs.
+    # Bound not widened: a statistic over more restarts (e.g. the mean count) is the open fix.
     figure = np.array([20, 14, 8, 4, 1, 0, 0])
     bound = np.maximum(np.ceil(0.2 * figure), 1)
     claim.check(np.all(np.abs(orthogonal - figure) <= bound),
