@@ -251,11 +251,12 @@ def test_larger_model_rescaled(trained: Trained, claim: Claim) -> None:
     # pass; numpy seed 0 [20,13,7,2,0,0,0] failed at density 0.03 (2 vs the figure's 4 ± 1) before its
     # per-shard streams. Seeds 0-9, both implementations (2026-11-30): 4 of 20 runs fail, every one
     # at density 0.03 with 2 (torch seed 8; numpy seeds 1, 2, 4); elsewhere 3-5 there, and 12-15 /
-    # 7-9 / 0-1 at 0.3 / 0.1 / 0.01. Per restart (16 restarts at density 0.03 only, torch seed 0
-    # and numpy seed 1) 2 / 3 / 4 / 5 features in 1 / 15 / 14 / 2 of 32: a 2 is rare but tends to
-    # have a low held-out loss (2nd of 16 in numpy seed 1), so the best of 2 picks it in a fifth of
-    # the runs.
-    # Bound not widened: a statistic over more restarts (e.g. the mean count) is the open fix.
+    # 7-9 / 0-1 at 0.3 / 0.1 / 0.01. With 8 restarts (torch seeds 0, 1, 2, 8; numpy 1, 2) a restart
+    # has 2 at 0.03 in 9 of 48 (3-4 in 37); the mean count per level is 13.4-14.1 / 7.5-8.3 /
+    # 3.12-3.62 / 0.38-0.75, and the best of 8 still has 2 once (numpy seed 1). So the typical
+    # model has 3-4 features outside superposition at 0.03, below the figure's 4, and neither more
+    # restarts nor a mean over restarts would make this check robust: the figure is reproduced only
+    # approximately there. Bound not widened.
     figure = np.array([20, 14, 8, 4, 1, 0, 0])
     bound = np.maximum(np.ceil(0.2 * figure), 1)
     claim.check(np.all(np.abs(orthogonal - figure) <= bound),
