@@ -1,23 +1,91 @@
 """The fused kernel (toymodel/_fused.c): loss and gradients equal to autograd's, for every model
-kind, both input kinds (sampler words, given floats), odd batch sizes and thread splits; the words
-it consumes are the ones the unfused sampler turns into inputs; and the fallback without it."""
+kind, both input kinds (sampler words, given floats), odd batch sizes and thread splits, built
+with each of gcc and clang and as the scalar path; the words it consumes are the ones the unfused
+sampler turns into inputs; its build is keyed by compiler, version and flags, loaded only from a
+folder of our own, and recorded in results; and the fallback without it.
+
+In CI (``$CI`` set) a kernel or a compiler (gcc, clang) that is missing fails rather than skips;
+the CI job without a C compiler sets ``TOYMODEL_EXPECT_UNFUSED=1``, which asserts the opposite:
+no kernel, and training on the unfused path."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from toymodel import fused, impl_torch, impl_torch_plain, sparse_step
+from toymodel import cache, fused, impl_numpy, impl_torch, impl_torch_plain, implementations, sparse_step
 from toymodel.spec import Spec, TrainConfig
 
-REQUIRED = bool(os.environ.get("CI"))  # CI machines have a C compiler: there the kernel must build
+pytest_plugins = ["pytester"]
+
+#: set by the CI job that has no C compiler: there the kernel must be absent
+EXPECT_UNFUSED = os.environ.get("TOYMODEL_EXPECT_UNFUSED") == "1"
+#: CI machines have C compilers (gcc and clang): there every build must succeed
+REQUIRED = bool(os.environ.get("CI")) and not EXPECT_UNFUSED
 needs_kernel = pytest.mark.skipif(not fused.available() and not REQUIRED,
                                   reason=f"fused kernel: {fused.unavailable_reason()}")
 
 MODELS = ["linear", "relu_output", "relu_hidden", "abs"]
+#: the builds every kernel test runs on: this process's own, one per compiler, and the scalar path
+BUILDS = ["default", "gcc", "clang", "scalar"]
+
+
+@pytest.fixture(scope="session")
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fused-build")
+
+
+@pytest.fixture(scope="session")
+def builds(build_dir: Path) -> dict[str, fused.Kernel | str]:
+    """Each build of :data:`BUILDS` but the default, or why it is missing."""
+    out: dict[str, fused.Kernel | str] = {}
+    for name in BUILDS[1:]:
+        cc = None if name == "scalar" else name
+        if cc is not None and shutil.which(cc) is None:
+            out[name] = f"{cc} is not on PATH"
+            continue
+        try:
+            out[name] = fused.build(cc, scalar=name == "scalar", build_dir=build_dir)
+        except fused.BuildError as err:
+            out[name] = str(err)
+    return out
+
+
+@pytest.fixture(params=BUILDS)
+def kernel(request: pytest.FixtureRequest, builds: dict[str, fused.Kernel | str]) -> fused.Kernel | None:
+    """A build of the kernel (None: this process's own, :func:`fused.library`)."""
+    if request.param == "default":
+        if not fused.available():
+            _missing(f"fused kernel: {fused.unavailable_reason()}")
+        return None
+    got = builds[request.param]
+    if isinstance(got, str):
+        _missing(f"{request.param} build: {got}")
+    assert isinstance(got, fused.Kernel)
+    return got
+
+
+def _missing(reason: str) -> None:
+    if REQUIRED:
+        pytest.fail(f"in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def fresh_kernel() -> Iterator[None]:
+    """Forget this process's kernel before and after the test (which changes the environment)."""
+    build = fused.kernel
+    build.cache_clear()
+    yield
+    build.cache_clear()
 
 
 def _x_from_words(words: np.ndarray, offset: torch.Tensor, slope: torch.Tensor, values: str) -> torch.Tensor:
@@ -41,7 +109,6 @@ def _autograd(model: str, W: torch.Tensor, b: torch.Tensor, W2: torch.Tensor | N
     return out
 
 
-@needs_kernel
 @pytest.mark.parametrize("values", ["uniform01", "uniform_pm1"])
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize(("inst", "rows", "n", "m", "threads"),
@@ -49,8 +116,8 @@ def _autograd(model: str, W: torch.Tensor, b: torch.Tensor, W2: torch.Tensor | N
                           # n >= 8: whole 8x8 transposes plus a feature tail; several 64-sample
                           # blocks with a partial last sub-block; odd m for the 3-row tiles
                           (2, 150, 21, 5, 1), (1, 71, 16, 7, 2)])
-def test_kernel_equals_autograd(model: str, values: str, inst: int, rows: int, n: int, m: int,
-                                threads: int) -> None:
+def test_kernel_equals_autograd(kernel: fused.Kernel | None, model: str, values: str, inst: int, rows: int,
+                                n: int, m: int, threads: int) -> None:
     rng = np.random.default_rng(inst * 100 + rows)
     gen = torch.Generator().manual_seed(rows)
     dens = rng.uniform(0.05, 1.0, (inst, n))
@@ -71,7 +138,7 @@ def test_kernel_equals_autograd(model: str, values: str, inst: int, rows: int, n
         src = {"words": words, "offset": offset[:, 0].contiguous().numpy(),
                "slope": slope[:, 0].contiguous().numpy()} if kind == "words" else {"x": x.numpy()}
         fused.step(model, values, batch, W.numpy(), None if W2 is None else W2.numpy(), b.numpy(),
-                   imp.numpy(), l1.numpy(), gW, gW2, gb, loss, threads=threads, **src)
+                   imp.numpy(), l1.numpy(), gW, gW2, gb, loss, threads=threads, kernel=kernel, **src)
         np.testing.assert_allclose(loss, want["loss"].numpy(), rtol=1e-5, atol=1e-7, err_msg=kind)
         np.testing.assert_allclose(gW, want["gW"].numpy(), rtol=1e-4, atol=1e-6, err_msg=kind)
         np.testing.assert_allclose(gb, want["gb"].numpy(), rtol=1e-4, atol=1e-6, err_msg=kind)
@@ -79,8 +146,7 @@ def test_kernel_equals_autograd(model: str, values: str, inst: int, rows: int, n
             np.testing.assert_allclose(gW2, want["gW2"].numpy(), rtol=1e-4, atol=1e-6, err_msg=kind)
 
 
-@needs_kernel
-def test_split_over_threads_is_bitwise_the_same() -> None:
+def test_split_over_threads_is_bitwise_the_same(kernel: fused.Kernel | None) -> None:
     """Each instance is summed by one call in a fixed order: results do not depend on the split."""
     rng = np.random.default_rng(3)
     inst, rows, n, m = 16, 1024, 20, 5
@@ -91,7 +157,7 @@ def test_split_over_threads_is_bitwise_the_same() -> None:
     for threads in (1, 2, 3):
         gW, gb, loss = np.empty_like(W), np.empty_like(b), np.empty(inst, np.float32)
         fused.step("relu_output", "uniform01", rows, W, None, b, imp, None, gW, None, gb, loss, x=x,
-                   threads=threads)
+                   threads=threads, kernel=kernel)
         outs.append((gW, gb, loss))
     for other in outs[1:]:
         for a, c in zip(outs[0], other, strict=True):
@@ -181,21 +247,53 @@ def test_bad_arguments_are_named() -> None:
 
 
 @needs_kernel
-def test_disabled_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disabled_by_environment(monkeypatch: pytest.MonkeyPatch, fresh_kernel: None) -> None:
     monkeypatch.setenv("TOYMODEL_FUSED", "0")
-    fused.library.cache_clear()
-    try:
-        assert not fused.available()
-        assert "TOYMODEL_FUSED=0" in (fused.unavailable_reason() or "")
-    finally:
-        monkeypatch.delenv("TOYMODEL_FUSED")
-        fused.library.cache_clear()
+    assert not fused.available()
+    assert "TOYMODEL_FUSED=0" in (fused.unavailable_reason() or "")
+    assert fused.build_info() == {"kernel": "unfused", "variant": None, "compiler": None,
+                                  "compiler_version": None, "flags": None}
+    monkeypatch.delenv("TOYMODEL_FUSED")
+    fused.kernel.cache_clear()
     assert fused.available()
+
+
+@needs_kernel
+def test_scalar_path_by_environment(monkeypatch: pytest.MonkeyPatch, fresh_kernel: None,
+                                    build_dir: Path) -> None:
+    """``TOYMODEL_FUSED=scalar`` builds the plain-C path, which trains like the vector one."""
+    spec = Spec(model="relu_hidden", n=12, m=3, importance=np.ones(12), density=[[1.0] * 12, [0.3] * 12],
+                train=TrainConfig(steps=40, batch_size=64, lr=1e-2, log_every=20))
+    vector = impl_torch.fit(spec)
+    monkeypatch.setenv("TOYMODEL_BUILD_DIR", str(build_dir))
+    monkeypatch.setenv("TOYMODEL_FUSED", "scalar")
+    fused.kernel.cache_clear()
+    info = fused.build_info()
+    assert info["variant"] == "scalar" and fused.SCALAR_MACRO in info["flags"], info
+    scalar = impl_torch.fit(spec)
+    np.testing.assert_allclose(scalar[2], vector[2], rtol=1e-4)
+    torch.testing.assert_close(scalar[0].W, vector[0].W, rtol=1e-3, atol=1e-4)
+
+
+def test_a_compiler_without_vector_extensions_trains_unfused(
+        monkeypatch: pytest.MonkeyPatch, fresh_kernel: None, builds: dict[str, fused.Kernel | str]) -> None:
+    """A build that is only the scalar path (no faster than the unfused step) is not trained with
+    unless asked for; its library still serves the SFC64 stream."""
+    scalar = builds["scalar"]
+    if isinstance(scalar, str):
+        _missing(f"scalar build: {scalar}")
+    monkeypatch.setattr(fused, "build", lambda *args, **kwargs: scalar)
+    assert fused.library() is not None and not fused.available()
+    assert "only the kernel's scalar path" in (fused.unavailable_reason() or "")
+    assert fused.build_info()["kernel"] == "unfused"
+    assert fused.sfc64_raw(np.random.SFC64(3), 5) is not None
 
 
 def test_kernel_is_built_where_a_compiler_is() -> None:
     """Without the kernel the reference silently runs its slower unfused step: say why, and fail
     in CI (whose machines have a compiler) rather than skip."""
+    if EXPECT_UNFUSED:
+        pytest.skip("this machine has no C compiler on purpose (TOYMODEL_EXPECT_UNFUSED=1)")
     if fused.available():
         return
     reason = fused.unavailable_reason()
@@ -205,19 +303,125 @@ def test_kernel_is_built_where_a_compiler_is() -> None:
     pytest.skip(f"fused kernel unavailable: {reason}")
 
 
-def test_a_failing_compiler_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+def test_a_failing_compiler_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                   fresh_kernel: None) -> None:
     monkeypatch.setenv("CC", "false")  # a "compiler" that fails
     monkeypatch.setenv("TOYMODEL_BUILD_DIR", str(tmp_path))
-    fused.library.cache_clear()
-    try:
-        assert fused.library() is None
-        reason = fused.unavailable_reason() or ""
-        assert "could not build _fused.c" in reason and "false failed" in reason, reason
-        spec = Spec(model="relu_output", n=4, m=2, importance=np.ones(4), density=[1.0] * 4,
-                    train=TrainConfig(steps=5, batch_size=32))
-        assert not impl_torch.use_fused_kernel(spec)
-        impl_torch.fit(spec)  # the unfused step trains
-    finally:
-        monkeypatch.delenv("CC")
-        monkeypatch.delenv("TOYMODEL_BUILD_DIR")
-        fused.library.cache_clear()
+    assert fused.library() is None
+    reason = fused.unavailable_reason() or ""
+    assert "could not build _fused.c" in reason and "false failed" in reason, reason
+    assert "\n" not in reason
+    spec = Spec(model="relu_output", n=4, m=2, importance=np.ones(4), density=[1.0] * 4,
+                train=TrainConfig(steps=5, batch_size=32))
+    assert not impl_torch.use_fused_kernel(spec)
+    meta = implementations.run("torch", spec).meta  # the unfused step trains, and says so
+    assert meta["training_path"] == "unfused" and meta["kernel"]["kernel"] == "unfused", meta
+
+
+def test_without_a_compiler_training_takes_the_unfused_path(monkeypatch: pytest.MonkeyPatch,
+                                                            fresh_kernel: None) -> None:
+    """No compiler (``$CC`` names a missing program, as in the CI job without one): no kernel, a
+    one-line reason, and results trained on the unfused path that say so."""
+    if not EXPECT_UNFUSED:
+        monkeypatch.setenv("CC", "/nonexistent/cc")
+    assert not fused.available()
+    reason = fused.unavailable_reason() or ""
+    assert "no C compiler" in reason and "\n" not in reason, reason
+    spec = Spec(model="relu_output", n=6, m=2, importance=np.ones(6), density=[1.0] * 6,
+                train=TrainConfig(steps=5, batch_size=32))
+    meta = implementations.run("torch", spec).meta
+    assert meta["training_path"] == "unfused" and not meta["fused_kernel"], meta
+    assert meta["kernel"] == fused.build_info() and meta["kernel"]["kernel"] == "unfused"
+
+
+@needs_kernel
+def test_results_record_the_kernel_compiler_version_and_flags() -> None:
+    """A result names its training path and the build behind it; the version is the compiler's own
+    ``--version`` line."""
+    spec = Spec(model="relu_output", n=6, m=2, importance=np.ones(6), density=[1.0] * 6,
+                train=TrainConfig(steps=5, batch_size=32))
+    meta = implementations.run("torch", spec).meta
+    info = meta["kernel"]
+    assert meta["training_path"] == "fused" and info == fused.build_info(), meta
+    assert info["kernel"] == "fused" and info["variant"].startswith("vector"), info
+    assert "-O3" in info["flags"] and os.path.isabs(info["compiler"].split()[0]), info
+    first = subprocess.run([info["compiler"].split()[0], "--version"], capture_output=True, text=True,
+                           check=True).stdout.splitlines()[0].strip()
+    assert info["compiler_version"] == first
+
+
+@needs_kernel
+def test_build_is_keyed_by_compiler_version_and_flags(monkeypatch: pytest.MonkeyPatch, build_dir: Path,
+                                                      builds: dict[str, fused.Kernel | str]) -> None:
+    """Another compiler, another version of one, or other flags build another library."""
+    paths = {name: k.path for name, k in builds.items() if isinstance(k, fused.Kernel)}
+    assert len(set(paths.values())) == len(paths), paths
+    default = fused.build(build_dir=build_dir)
+    monkeypatch.setattr(fused, "_version", lambda cc: "cc (Imaginary) 99.1")
+    upgraded = fused.build(build_dir=build_dir)
+    assert upgraded.path != default.path and upgraded.compiler_version == "cc (Imaginary) 99.1"
+
+
+def _stat_mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+@needs_kernel
+def test_loads_only_from_a_folder_of_its_own(tmp_path: Path) -> None:
+    """A build folder that others can write into, a link, or a file is refused (a library planted
+    there is never loaded): the kernel is built in a fresh private folder instead. A folder of
+    ours that only we can write into is tightened to mode 0700 and used."""
+    target_name = fused.build(build_dir=tmp_path / "ours").path.name
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    (open_dir / target_name).write_bytes(b"planted")  # would fail to load if it were tried
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "ours")
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for folder in (open_dir, link, a_file):
+        k = fused.build(build_dir=folder)
+        assert k.path.parent != folder and k.path.parent.resolve() != (tmp_path / "ours").resolve(), folder
+        assert _stat_mode(k.path.parent) == 0o700 and k.path.parent.stat().st_uid == os.getuid()
+    assert _stat_mode(open_dir) == 0o777  # refused, not "fixed"
+    shared = tmp_path / "readable"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    assert fused.build(build_dir=shared).path.parent == shared and _stat_mode(shared) == 0o700
+    fresh = tmp_path / "new" / "build"
+    assert fused.build(build_dir=fresh).path.parent == fresh and _stat_mode(fresh) == 0o700
+    if os.getuid() == 0:  # only root can give a folder away
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o700)
+        os.chown(theirs, 65534, 65534)
+        assert fused.build(build_dir=theirs).path.parent != theirs
+
+
+@needs_kernel
+def test_the_cache_key_names_the_build(monkeypatch: pytest.MonkeyPatch, fresh_kernel: None) -> None:
+    """A result cached from the kernel is not served for a run on the unfused path (or another
+    build); implementations that do not use the kernel do not build it."""
+    fused_key = cache.fingerprint(impl_torch.train)
+    monkeypatch.setenv("TOYMODEL_FUSED", "0")
+    fused.kernel.cache_clear()
+    assert cache.fingerprint(impl_torch.train) != fused_key
+    monkeypatch.setattr(fused, "kernel", lambda: pytest.fail("the numpy implementation built the kernel"))
+    assert cache.fingerprint(impl_numpy.train) == cache.fingerprint(impl_numpy.train)
+
+
+def test_a_missing_kernel_is_said_once_in_the_report_header(pytester: pytest.Pytester,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            fresh_kernel: None) -> None:
+    """One line, with the reason and the cost, at the start of a run of the reference; a run of
+    another implementation neither says it nor builds the kernel."""
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    out = pytester.runpytest("--impl", "torch", "-p", "no:cacheprovider").stdout.lines
+    lines = [line for line in out if line.startswith("toymodel: fused kernel")]
+    assert len(lines) == 1 and "no C compiler" in lines[0], out
+    assert lines[0].endswith("training takes the unfused path, ~2-5x slower"), lines
+    calls: list[int] = []
+    monkeypatch.setattr(fused, "kernel", lambda: calls.append(1))
+    out = pytester.runpytest("--impl", "numpy", "-p", "no:cacheprovider").stdout.lines
+    assert not [line for line in out if line.startswith("toymodel: fused kernel")] and not calls, out

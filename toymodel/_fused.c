@@ -15,12 +15,19 @@
  *   dh_j = sum_i D_ji dz_i + l1 sign(h_j) / B,  dpre_j = dh_j [pre_j > 0] (relu_hidden, abs),
  *   dW_ji += dpre_j x_i.
  * B (``batch``) is the divisor of the mean; ``rows`` <= B samples are processed (the sparse step
- * adds the all-zero samples in closed form). Eight samples are processed at once in GCC vector
+ * adds the all-zero samples in closed form). Eight samples are processed at once in GCC/clang vector
  * lanes, in blocks of up to 64 samples (eight sub-blocks): the products load each weight once per
  * two sub-blocks, and the weight-gradient accumulators (m * n vectors, in L2) are read and written
  * once per block rather than once per eight samples. Every sum runs in a fixed order, so results
  * do not depend on how a caller splits the instances across threads. tests/test_fused.py checks
- * it against autograd.
+ * it against autograd, built with each of gcc and clang and as the scalar path.
+ *
+ * Portability: the vector path needs the vector extensions of GCC (>= 9) or clang: `vector_size`
+ * types, `__builtin_convertvector` and a constant shuffle, `__builtin_shufflevector` (clang,
+ * GCC >= 12) or else GCC's `__builtin_shuffle`. The compiler lowers these to whatever the target
+ * has (AVX2, SSE, NEON, or scalar code), so any CPU runs it. A compiler without them, or a build
+ * with -DTOYMODEL_FUSED_SCALAR, gets the scalar path: plain C99, the same arithmetic with sums in
+ * another (still fixed) order. toymodel_fused_variant() names the path built.
  *
  * Inputs per instance k (float32 / int32, C-contiguous):
  *   words (inst, rows, n) int32 or NULL; then x (inst, rows, n) float32 is read instead.
@@ -35,12 +42,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum { LINEAR = 0, RELU_OUTPUT = 1, RELU_HIDDEN = 2, ABS = 3 };
+enum { UNIFORM01 = 0, UNIFORM_PM1 = 1 };
+
+/* Which path to build: TOYMODEL_VECTOR 1 with __builtin_shufflevector, 2 with __builtin_shuffle,
+ * undefined for the scalar path. */
+#if defined(TOYMODEL_FUSED_SCALAR)
+#elif defined(__has_builtin)
+#if __has_builtin(__builtin_convertvector) && __has_builtin(__builtin_shufflevector)
+#define TOYMODEL_VECTOR 1
+#elif __has_builtin(__builtin_convertvector) && __has_builtin(__builtin_shuffle)
+#define TOYMODEL_VECTOR 2
+#endif
+#elif defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 9 /* GCC 9: no __has_builtin yet */
+#define TOYMODEL_VECTOR 2
+#endif
+
+#if defined(TOYMODEL_VECTOR)
+
 #define LANES 8
 typedef float v8 __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
 
-enum { LINEAR = 0, RELU_OUTPUT = 1, RELU_HIDDEN = 2, ABS = 3 };
-enum { UNIFORM01 = 0, UNIFORM_PM1 = 1 };
+/* The lanes of a and b (0-7 from a, 8-15 from b) picked by eight constant indices. */
+#if TOYMODEL_VECTOR == 1
+#define VARIANT "vector (__builtin_shufflevector)"
+#define SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
+    __builtin_shufflevector(a, b, i0, i1, i2, i3, i4, i5, i6, i7)
+#else
+#define VARIANT "vector (__builtin_shuffle)"
+#define SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
+    __builtin_shuffle(a, b, (v8i){i0, i1, i2, i3, i4, i5, i6, i7})
+#endif
 
 static inline v8 splat(float a) { return (v8){a, a, a, a, a, a, a, a}; }
 
@@ -63,18 +96,18 @@ static inline v8 vsign(v8 a) { /* -1, 0, +1 */
 static inline void transpose8(v8i r[LANES]) {
     v8i t[LANES], u[LANES];
     for (int k = 0; k < LANES; k += 2) {
-        t[k] = __builtin_shuffle(r[k], r[k + 1], (v8i){0, 8, 1, 9, 4, 12, 5, 13});
-        t[k + 1] = __builtin_shuffle(r[k], r[k + 1], (v8i){2, 10, 3, 11, 6, 14, 7, 15});
+        t[k] = SHUFFLE8(r[k], r[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[k + 1] = SHUFFLE8(r[k], r[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
     }
     for (int k = 0; k < LANES; k += 4) {
-        u[k] = __builtin_shuffle(t[k], t[k + 2], (v8i){0, 1, 8, 9, 4, 5, 12, 13});
-        u[k + 1] = __builtin_shuffle(t[k], t[k + 2], (v8i){2, 3, 10, 11, 6, 7, 14, 15});
-        u[k + 2] = __builtin_shuffle(t[k + 1], t[k + 3], (v8i){0, 1, 8, 9, 4, 5, 12, 13});
-        u[k + 3] = __builtin_shuffle(t[k + 1], t[k + 3], (v8i){2, 3, 10, 11, 6, 7, 14, 15});
+        u[k] = SHUFFLE8(t[k], t[k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[k + 1] = SHUFFLE8(t[k], t[k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[k + 2] = SHUFFLE8(t[k + 1], t[k + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[k + 3] = SHUFFLE8(t[k + 1], t[k + 3], 2, 3, 10, 11, 6, 7, 14, 15);
     }
     for (int c = 0; c < 4; c++) {
-        r[c] = __builtin_shuffle(u[c], u[c + 4], (v8i){0, 1, 2, 3, 8, 9, 10, 11});
-        r[c + 4] = __builtin_shuffle(u[c], u[c + 4], (v8i){4, 5, 6, 7, 12, 13, 14, 15});
+        r[c] = SHUFFLE8(u[c], u[c + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[c + 4] = SHUFFLE8(u[c], u[c + 4], 4, 5, 6, 7, 12, 13, 14, 15);
     }
 }
 
@@ -238,8 +271,8 @@ static inline float hsum(v8 a) {
 static void one_instance(int model, int values, int rows, int n, int m, float batch,
                          const int32_t *words, const float *x, const float *off, const float *slope,
                          const float *W, const float *W2, const float *b, const float *imp, float l1,
-                         float *gW, float *gW2, float *gb, float *loss, v8 *buf) {
-    v8 *xb = buf;                      /* n * T */
+                         float *gW, float *gW2, float *gb, float *loss, void *scratch) {
+    v8 *xb = scratch;                  /* n * T */
     v8 *pre = xb + (size_t)n * T;      /* m * T */
     v8 *h = pre + (size_t)m * T;       /* m * T */
     v8 *gh = h + (size_t)m * T;        /* m * T */
@@ -347,13 +380,142 @@ static void one_instance(int model, int values, int rows, int n, int m, float ba
     *loss = hsum(acc_loss) / batch + (l1 != 0.0f ? l1 * hsum(acc_l1) / batch : 0.0f);
 }
 
+/* One instance's scratch memory (see one_instance), 64-byte aligned; NULL if out of memory. */
+static void *scratch_alloc(int model, int n, int m) {
+    size_t count = (size_t)(3 * n + 3 * m) * T + (size_t)n + (size_t)m * n * (model == ABS ? 2 : 1);
+    void *buf = NULL;
+    return posix_memalign(&buf, 64, sizeof(v8) * count) == 0 ? buf : NULL;
+}
+
+#else /* the scalar path: plain C99 */
+
+/* The vector path's algorithm on plain arrays: S samples at a time, every per-sample quantity
+ * stored feature-major with the sample innermost (v[i * S + s]), and per-sample accumulators, so
+ * that every inner loop runs over independent samples (no reduction across them) and an
+ * optimising compiler may vectorise it without reassociating sums. Still 2-3x slower than the
+ * vector path (no register tiling, no 8x8 input transposes) and no faster than the unfused torch
+ * step: fused.py trains with it only where asked to, and uses such a library for its SFC64 stream. */
+#define VARIANT "scalar"
+#define S 32 /* samples per block: 8 and 16 ran ~3x slower at n=100, m=20 (accumulator traffic) */
+
+static inline float relu1(float a) { return a > 0.0f ? a : 0.0f; }
+
+/* out[r * S + s] = sum_c M[r * rs + c * cs] v[c * S + s] */
+static void matvec1(const float *restrict M, size_t rs, size_t cs, int rows, int cols, const float *restrict v,
+                    float *restrict out) {
+    for (int r = 0; r < rows; r++) {
+        float acc[S] = {0.0f};
+        for (int c = 0; c < cols; c++) {
+            const float w = M[r * rs + c * cs];
+            for (int s = 0; s < S; s++) acc[s] += w * v[c * S + s];
+        }
+        for (int s = 0; s < S; s++) out[r * S + s] = acc[s];
+    }
+}
+
+/* acc[(r * cols + c) * S + s] += p[r * S + s] q[c * S + s] (+ u[r * S + s] w[c * S + s]) */
+static void outer_acc1(float *restrict acc, int rows, int cols, const float *restrict p, const float *restrict q,
+                       const float *restrict u, const float *restrict w) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            float *a = acc + ((size_t)r * cols + c) * S;
+            for (int s = 0; s < S; s++) a[s] += p[r * S + s] * q[c * S + s];
+            if (u)
+                for (int s = 0; s < S; s++) a[s] += u[r * S + s] * w[c * S + s];
+        }
+}
+
+static float sum1(const float *a) {
+    float t = 0.0f;
+    for (int s = 0; s < S; s++) t += a[s];
+    return t;
+}
+
+static void one_instance(int model, int values, int rows, int n, int m, float batch,
+                         const int32_t *words, const float *x, const float *off, const float *slope,
+                         const float *W, const float *W2, const float *b, const float *imp, float l1,
+                         float *gW, float *gW2, float *gb, float *loss, void *scratch) {
+    float *xb = scratch;                      /* n * S */
+    float *pre = xb + (size_t)n * S;          /* m * S */
+    float *h = pre + (size_t)m * S;           /* m * S */
+    float *gh = h + (size_t)m * S;            /* m * S */
+    float *gz = gh + (size_t)m * S;           /* n * S */
+    float *zb = gz + (size_t)n * S;           /* n * S */
+    float *acc_gb = zb + (size_t)n * S;       /* n * S */
+    float *acc_gW = acc_gb + (size_t)n * S;   /* m * n * S, [(j * n + i) * S + s] */
+    float *acc_gW2 = acc_gW + (size_t)m * n * S; /* n * m * S, [(i * m + j) * S + s], abs only */
+    const int hidden_relu = model == RELU_HIDDEN || model == ABS;
+    const float two_over_b = 2.0f / batch;
+    float acc_loss[S] = {0.0f}, acc_l1[S] = {0.0f}, valid[S];
+    memset(acc_gb, 0, sizeof(float) * S * (size_t)n * (1 + m + (model == ABS ? m : 0)));
+
+    for (int s0 = 0; s0 < rows; s0 += S) {
+        const int lanes = rows - s0 < S ? rows - s0 : S;
+        for (int s = 0; s < S; s++) valid[s] = s < lanes ? 1.0f : 0.0f;
+        for (int i = 0; i < n; i++)
+            for (int s = 0; s < S; s++) {
+                float v = 0.0f;
+                if (s < lanes && words) {
+                    v = off[i] + slope[i] * (float)words[(size_t)(s0 + s) * n + i];
+                    v = values == UNIFORM01 ? relu1(v) : (v < 1.0f ? v : 0.0f);
+                } else if (s < lanes) {
+                    v = x[(size_t)(s0 + s) * n + i];
+                }
+                xb[i * S + s] = v;
+            }
+        matvec1(W, (size_t)n, 1, m, n, xb, pre);
+        for (int k = 0; k < m * S; k++) h[k] = hidden_relu ? relu1(pre[k]) : pre[k];
+        if (model == ABS) matvec1(W2, (size_t)m, 1, n, m, h, zb);
+        else matvec1(W, 1, (size_t)n, n, m, h, zb);
+        for (int i = 0; i < n; i++)
+            for (int s = 0; s < S; s++) {
+                const float z = zb[i * S + s] + b[i], xi = xb[i * S + s];
+                const float r = (model == LINEAR ? z : relu1(z)) - (model == ABS ? fabsf(xi) : xi);
+                const float wr = imp[i] * r * valid[s];
+                acc_loss[s] += wr * r;
+                const float g = model != LINEAR && !(z > 0.0f) ? 0.0f : two_over_b * wr;
+                gz[i * S + s] = g;
+                acc_gb[i * S + s] += g;
+            }
+        if (model == ABS) matvec1(W2, 1, (size_t)m, m, n, gz, gh);
+        else matvec1(W, (size_t)n, 1, m, n, gz, gh);
+        for (int k = 0; k < m * S; k++) {
+            float g = gh[k];
+            if (l1 != 0.0f) {
+                acc_l1[k % S] += fabsf(h[k]) * valid[k % S];
+                g += l1 / batch * (float)((h[k] > 0.0f) - (h[k] < 0.0f)) * valid[k % S];
+            }
+            gh[k] = hidden_relu && !(pre[k] > 0.0f) ? 0.0f : g;
+        }
+        if (model == ABS) {
+            outer_acc1(acc_gW, m, n, gh, xb, NULL, NULL);
+            outer_acc1(acc_gW2, n, m, gz, h, NULL, NULL);
+        } else {
+            outer_acc1(acc_gW, m, n, h, gz, gh, xb);
+        }
+    }
+    for (int i = 0; i < n; i++) gb[i] = sum1(acc_gb + (size_t)i * S);
+    for (size_t k = 0; k < (size_t)m * n; k++) gW[k] = sum1(acc_gW + k * S);
+    if (model == ABS)
+        for (size_t k = 0; k < (size_t)m * n; k++) gW2[k] = sum1(acc_gW2 + k * S);
+    *loss = sum1(acc_loss) / batch + (l1 != 0.0f ? l1 * sum1(acc_l1) / batch : 0.0f);
+}
+
+static void *scratch_alloc(int model, int n, int m) {
+    return malloc(sizeof(float) * S * ((size_t)(4 * n + 3 * m) + (size_t)m * n * (model == ABS ? 2 : 1)));
+}
+
+#endif /* TOYMODEL_VECTOR */
+
+/* Which path this library was built with: "vector (...)" or "scalar". */
+const char *toymodel_fused_variant(void) { return VARIANT; }
+
 int toymodel_fused_step(int model, int values, int inst, int rows, int n, int m, float batch,
                         const int32_t *words, const float *x, const float *off, const float *slope,
                         const float *W, const float *W2, const float *b, const float *imp, const float *l1,
                         float *gW, float *gW2, float *gb, float *loss) {
-    size_t nbuf = (size_t)(3 * n + 3 * m) * T + (size_t)n + (size_t)m * n * (model == ABS ? 2 : 1);
-    v8 *buf = NULL;
-    if (posix_memalign((void **)&buf, 64, sizeof(v8) * nbuf) != 0) return -1;
+    void *buf = scratch_alloc(model, n, m);
+    if (buf == NULL) return -1;
     for (int k = 0; k < inst; k++) {
         size_t mn = (size_t)m * n, rn = (size_t)rows * n;
         one_instance(model, values, rows, n, m, batch, words ? words + k * rn : NULL, x ? x + k * rn : NULL,

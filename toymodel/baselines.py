@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, fused
 
 __all__ = ["BaselineError", "BaselineStore", "provenance"]
 
@@ -47,8 +47,9 @@ def provenance(spec_hashes: list[str], seed: int) -> dict[str, Any]:
 
         info["torch"] = torch.__version__
         info["threads"] = torch.get_num_threads()
-    except ImportError:  # pragma: no cover - torch is a dependency
+    except ImportError:  # pragma: no cover - installed without the torch extra
         pass
+    info["kernel"] = fused.build_info()  # the training path: kernel, compiler, version, flags
     return info
 
 

@@ -13,6 +13,7 @@ import ast
 import contextlib
 import hashlib
 import inspect
+import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -52,7 +53,8 @@ def _package_imports(path: Path, package: Path) -> set[Path]:
 def fingerprint(impl: Callable[..., object]) -> str:
     """A short hash of the code behind ``impl``: its source file and, for implementations in this
     package, every package module it imports, transitively (a change to a sampler or the model
-    code must invalidate cached results as surely as a change to the training loop)."""
+    code must invalidate cached results as surely as a change to the training loop), and for
+    code that uses the fused kernel, its training path and build (:func:`toymodel.fused.build_info`)."""
     try:
         source = inspect.getsourcefile(impl) or ""
     except TypeError:
@@ -73,6 +75,10 @@ def fingerprint(impl: Callable[..., object]) -> str:
     digest = hashlib.sha256()
     for f in sorted(seen):
         digest.update(f.read_bytes())
+    if package / "fused.py" in seen:  # the compiled kernel: its last bits depend on compiler and flags
+        from . import fused
+
+        digest.update(json.dumps(fused.build_info(), sort_keys=True).encode())
     return digest.hexdigest()[:10]
 
 

@@ -7,9 +7,10 @@ prints the ratios to the plain loop), and why it is still faithful:
   forward pass, loss and gradients in one pass over the batch, eight samples per vector, the inputs
   made from the sampler's 32-bit words on the fly, instances split over the torch thread count.
   Every step of the unfused path below streams (instances, batch, n) tensors through memory 15-20
-  times; the kernel reads each sample once. Built on first use with the machine's C compiler;
-  without one (or with ``TOYMODEL_FUSED=0``) the unfused step runs. ``tests/test_fused.py`` and
-  ``tests/test_impl_torch.py`` prove both equal to autograd.
+  times; the kernel reads each sample once. Built on first use with the machine's C compiler (gcc
+  or clang); without one (or with ``TOYMODEL_FUSED=0``) the unfused step runs. A result's
+  ``meta`` records the path taken (``training_path``) and the build (``kernel``: compiler, version,
+  flags). ``tests/test_fused.py`` and ``tests/test_impl_torch.py`` prove both equal to autograd.
 - **Hand-derived gradients** (:func:`loss_and_grads`) instead of autograd, into reused buffers;
   ``tests/test_impl_torch.py`` proves them equal to autograd to float32 rounding for every model
   kind. Small batched products go through numpy's matmul (:func:`_bmm`), several times faster
@@ -537,27 +538,28 @@ def _fast_step(spec: Spec, density: np.ndarray, p: Params, g: Params, importance
     return step
 
 
-def train(spec: Spec) -> Result:
-    """The reference implementation (``--impl torch``)."""
+def train(spec: Spec) -> dict[str, Any]:
+    """The reference implementation (``--impl torch``): the result fields of
+    :func:`toymodel.result.validate` (the suite scores the held-out loss itself)."""
     start = time.perf_counter()
     p, steps, curve = fit(spec)
     params = {k: v.detach().cpu().double().numpy().copy() for k, v in p.as_dict().items()}
     wall = time.perf_counter() - start
-    return Result(
-        spec=spec,
+    return dict(
         W=params["W"],
         b=params["b"],
         W2=params.get("W2"),
         loss_steps=steps.astype(np.float64),
         loss_curve=curve,
-        eval_loss=models.eval_loss(spec, params),
-        implementation="torch",
         meta={
             "torch": torch.__version__,
             "numpy": np.__version__,
             "threads": torch.get_num_threads(),
             "device": spec.device,
             "fused_kernel": spec.device == "cpu" and use_fused_kernel(spec),
+            # the training path and the build behind its last bits (kernel, compiler, version, flags)
+            "training_path": "fused" if spec.device == "cpu" and use_fused_kernel(spec) else "unfused",
+            "kernel": fused.build_info(),
             "train_seconds": wall,
             "steps_per_second": spec.train.steps / wall,
         },

@@ -40,7 +40,8 @@ def selected_name(option: str | None = None) -> str:
 
 
 def resolve(name: str) -> Implementation:
-    """Load an implementation by registered name or ``module:attr``."""
+    """Load an implementation by registered name or ``module:attr``; one that needs torch
+    without torch installed (the ``torch`` extra) is an error saying what to install."""
     target = REGISTRY.get(name, name)
     if ":" not in target:
         raise ImplementationError(
@@ -49,6 +50,9 @@ def resolve(name: str) -> Implementation:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # the import itself is the implementation's code
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").partition(".")[0] == "torch":
+            raise ImplementationError(f"implementation {name!r} needs torch, which is not installed: "
+                                      "pip install 'toymodel[torch]'") from None  # the line says it all
         raise ImplementationError(f"implementation {name!r}: cannot import {module_name!r}: "
                                   f"{type(exc).__name__}: {exc}") from exc
     obj: Any = module

@@ -171,6 +171,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
              f"baselines = {st.baselines.root}{' (regenerating)' if st.regen else ''}"]
     if st.xfail_ids:
         lines.append(f"toymodel: {len(st.xfail_ids)} claim(s) declared as known failures")
+    import importlib.util
+
+    if st.is_reference and importlib.util.find_spec("torch") is None:  # said once, before any test
+        lines.append(f"toymodel: implementation {st.impl_name!r} needs torch, which is not installed: "
+                     "pip install 'toymodel[torch]'")
+    elif st.is_reference:
+        from . import fused
+
+        if not fused.available():
+            lines.append(f"toymodel: fused kernel unavailable ({fused.unavailable_reason()}): "
+                         "training takes the unfused path, ~2-5x slower")
     return lines
 
 
