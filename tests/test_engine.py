@@ -22,7 +22,7 @@ SPEC = Spec(model="relu_output", n=3, m=2, importance=[1] * 3, density=[0.5] * 3
 
 def fake_train(spec: Spec) -> Result:
     i = spec.instances
-    return validate({"W": np.ones((i, spec.m, spec.n)), "b": np.zeros((i, spec.n)), "loss_steps": [1.0],
+    return validate({"W": np.ones((i, spec.m, spec.n)), "b": np.zeros((i, spec.n)), "loss_steps": [3.0],
                      "loss_curve": np.ones((i, 1)), "eval_loss": np.ones(i)}, spec, "fake")
 
 
@@ -91,30 +91,47 @@ def test_baseline_store(tmp_path: Path) -> None:
     store.check("c", "count", 5, rtol=0, atol=0, spec_hashes=["h"], seed=0)
     data = json.loads((tmp_path / "c.json").read_text())
     assert data["values"] == {"loss": [1.0, 2.0], "count": 5.0}
+    assert data["specs"] == {"loss": ["h"], "count": ["h"]}
+    assert store.changes == ["c.json loss: new, [1, 2]", "c.json count: new, 5"]
     reader = BaselineStore(tmp_path)
-    assert "within" in reader.check("c", "loss", [1.005, 2.0], rtol=0.01, atol=0, spec_hashes=[], seed=0)
+    assert "within" in reader.check("c", "loss", [1.005, 2.0], rtol=0.01, atol=0, spec_hashes=["h"], seed=0)
     with pytest.raises(BaselineError, match=r"regression: loss\[1\] = 2.1, baseline 2"):
-        reader.check("c", "loss", [1.0, 2.1], rtol=0.01, atol=0, spec_hashes=[], seed=0)
+        reader.check("c", "loss", [1.0, 2.1], rtol=0.01, atol=0, spec_hashes=["h"], seed=0)
     with pytest.raises(BaselineError, match="has 2 numbers, the run gave 3"):
-        reader.check("c", "loss", [1.0, 2.0, 3.0], rtol=0.01, atol=0, spec_hashes=[], seed=0)
+        reader.check("c", "loss", [1.0, 2.0, 3.0], rtol=0.01, atol=0, spec_hashes=["h"], seed=0)
     with pytest.raises(BaselineError, match="has no value 'other'"):
-        reader.check("c", "other", 1, rtol=0, atol=0, spec_hashes=[], seed=0)
+        reader.check("c", "other", 1, rtol=0, atol=0, spec_hashes=["h"], seed=0)
     with pytest.raises(BaselineError, match="missing"):
-        reader.check("absent", "x", 1, rtol=0, atol=0, spec_hashes=[], seed=0)
+        reader.check("absent", "x", 1, rtol=0, atol=0, spec_hashes=["h"], seed=0)
     with pytest.raises(BaselineError, match=r"loss\[0\] = nan"):
-        reader.check("c", "loss", [np.nan, 2.0], rtol=0.01, atol=0, spec_hashes=[], seed=0)
+        reader.check("c", "loss", [np.nan, 2.0], rtol=0.01, atol=0, spec_hashes=["h"], seed=0)
+    with pytest.raises(BaselineError, match=r"computed from specs \['h'\], this run used \['g'\]"):
+        reader.check("c", "loss", [1.0, 2.0], rtol=0.01, atol=0, spec_hashes=["g"], seed=0)
+    again = BaselineStore(tmp_path, regen=True)
+    again.check("c", "loss", [1.0, 2.5], rtol=0.01, atol=0, spec_hashes=["h"], seed=0)
+    again.check("c", "count", 5, rtol=0, atol=0, spec_hashes=["g"], seed=0)
+    assert again.changes == ["c.json loss: [1, 2] -> [1, 2.5]", "c.json count: now computed from specs ['g']"]
 
 
 def test_claim_check_message_and_record() -> None:
     c = Claim(id="some_claim", implementation="numpy", seed=2)
-    c.check(True, what="ok", measured=1.0, bound="> 0")
+    c.check("ok", True, what="ok", measured=1.0, bound="> 0")
     with pytest.raises(ClaimFailure, match=r"\[some_claim\] count: measured \[1, 2\], expected 3 "
-                                           r"\(implementation 'numpy', claims seed 2\)"):
-        c.check(False, what="count", measured=np.array([1, 2]), bound=3)
+                                           r"\(implementation 'numpy', claims seed 2\)") as info:
+        c.check("count", False, what="count", measured=np.array([1, 2]), bound=3)
+    assert info.value.key == "count"
+    with pytest.raises(ValueError, match="snake_case"):
+        c.check("Bad Key", True, what="x", measured=1, bound=1)
     c.record("x", np.float32(0.5))
     c.regress("y", 1.0, rtol=0.1)  # not the reference: no baseline needed
     d = c.as_dict()
     assert [k["passed"] for k in d["checks"]] == [True, False]
+    assert c.failed_keys == {"count"} and d["tier"] == "implementation"
+    collecting = Claim(id="w", implementation="x", seed=0, collect=True)
+    collecting.check("a", False, what="a", measured=0, bound=1)
+    collecting.check("b", True, what="b", measured=1, bound=1)
+    collecting.check("c", False, what="c", measured=0, bound=1)
+    assert collecting.failed_keys == {"a", "c"}
     assert d["values"] == {"x": 0.5, "regression:y": 1.0}
     assert jsonable({"a": np.array([np.inf, 1.0]), "b": (np.int64(3), np.bool_(True))}) == {
         "a": ["inf", 1.0], "b": [3, True]}

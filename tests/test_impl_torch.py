@@ -123,10 +123,10 @@ def test_joint_training_equals_separate() -> None:
 def test_same_seed_same_result_and_other_seed_differs() -> None:
     spec = small_spec()
     r1, r2 = impl_torch.train(spec), impl_torch.train(spec)
-    np.testing.assert_array_equal(r1.W, r2.W)
-    np.testing.assert_array_equal(r1.loss_curve, r2.loss_curve)
+    np.testing.assert_array_equal(r1["W"], r2["W"])
+    np.testing.assert_array_equal(r1["loss_curve"], r2["loss_curve"])
     r3 = impl_torch.train(spec.replace(seed=4))
-    assert not np.allclose(r1.W, r3.W)
+    assert not np.allclose(r1["W"], r3["W"])
 
 
 def _marginals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -208,10 +208,10 @@ def test_training_learns_top_features() -> None:
     spec = Spec(model="linear", n=5, m=2, importance=[0.7**i for i in range(5)], density=[1.0] * 5,
                 train=TrainConfig(steps=1500, batch_size=256, lr=1e-2))
     res = impl_torch.train(spec)
-    norms = np.linalg.norm(res.W[0], axis=0)
+    norms = np.linalg.norm(res["W"][0], axis=0)
     assert np.all(np.abs(norms[:2] - 1) < 0.1), norms
     assert np.all(norms[2:] < 0.1), norms
-    assert res.loss_curve[0, -1] < res.loss_curve[0, 0]
+    assert res["loss_curve"][0, -1] < res["loss_curve"][0, 0]
 
 
 def _replay_fast_stream(spec: Spec) -> Iterator[torch.Tensor]:

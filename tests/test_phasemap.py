@@ -9,7 +9,7 @@ import pytest
 from toymodel import phasemap as P
 from toymodel import theory as T
 from toymodel.experiments import phase as ex
-from toymodel.result import validate
+from toymodel.result import expected_loss_steps, validate
 
 
 def test_extra_feature_labels_of_the_n2_candidates_match_their_theory_index() -> None:
@@ -80,7 +80,9 @@ def test_best_by_expected_loss_picks_the_exact_optimum() -> None:
     order = ["not_represented", "antipodal", "dedicated"]  # the antipodal pair wins at r=0.5, s=0.1
     W = np.stack([cands[k][0] for k in order])
     b = np.stack([cands[k][1] for k in order])
-    raw = {"W": W, "b": b, "loss_steps": [1], "loss_curve": np.zeros((3, 1)), "eval_loss": [0.0, 1.0, 2.0]}
+    steps = expected_loss_steps(spec)
+    raw = {"W": W, "b": b, "loss_steps": steps, "loss_curve": np.zeros((3, steps.size)),
+           "eval_loss": [0.0, 1.0, 2.0]}
     result = validate(raw, spec, "test")
     pick, Wb, loss = P.best_by_expected_loss(result)
     np.testing.assert_array_equal(pick, [1])

@@ -17,7 +17,7 @@ from toymodel.result import Result
 def _result(spec, W):
     b = np.zeros((spec.instances, spec.n))
     params = {"W": W, "b": b}
-    return Result(spec=spec, W=W, b=b, loss_steps=np.array([1.0]), loss_curve=np.ones((spec.instances, 1)),
+    return Result(spec=spec, W=W, b=b, loss_steps=np.array([5.0]), loss_curve=np.ones((spec.instances, 1)),
                   eval_loss=models.eval_loss(spec, params), implementation="fake")
 
 def good(spec):
@@ -35,6 +35,15 @@ def nan(spec):
 def boom(spec):
     raise ZeroDivisionError("oops")
 
+def liar(spec):
+    r = good(spec)
+    return {"W": r.W, "b": r.b, "loss_steps": r.loss_steps, "loss_curve": r.loss_curve,
+            "eval_loss": -r.eval_loss}
+
+def short_curve(spec):
+    r = good(spec)
+    return {"W": r.W, "b": r.b, "loss_steps": [1.0], "loss_curve": r.loss_curve}
+
 not_callable = 3
 '''
 
@@ -50,18 +59,27 @@ def test_first_feature(trained, claim):
     """Feature 0 is represented."""
     r = trained(SPEC)
     norm = float(metrics.feature_norms(r.W)[0, 0])
-    claim.check(norm > 0.5, what="||W_0||", measured=norm, bound="> 0.5")
+    claim.check("norm0", norm > 0.5, what="||W_0||", measured=norm, bound="> 0.5")
     claim.regress("norm0", norm, rtol=1e-6)
 
 @pytest.mark.claim("renamed_claim")
 def test_something_else(trained, claim, claims_seed, impl_name):
     r = trained(SPEC)
     claim.record("seed_used", r.spec.seed)
-    claim.check(r.spec.seed == claims_seed, what="seed", measured=r.spec.seed, bound=claims_seed)
+    claim.check("seed", r.spec.seed == claims_seed, what="seed", measured=r.spec.seed, bound=claims_seed)
 
 @pytest.mark.slow
 def test_slow_claim(claim):
-    claim.check(True, what="slow", measured=1, bound=1)
+    claim.check("slow", True, what="slow", measured=1, bound=1)
+
+@pytest.mark.theory
+def test_closed_form(claim):
+    claim.check("identity", 1 + 1 == 2, what="1 + 1", measured=2, bound=2)
+
+@pytest.mark.xfail(strict=True, reason="known not to reproduce")
+def test_known_failure(trained, claim):
+    r = trained(SPEC)
+    claim.check("never", False, what="never", measured=0, bound=1)
 '''
 
 
@@ -76,7 +94,7 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
 def test_header_names_the_implementation(suite: pytest.Pytester) -> None:
     res = suite.runpytest("--impl", "fakeimpl:good", "--regen-baselines")
     res.stdout.fnmatch_lines(["*implementation under test = 'fakeimpl:good'*claims seed = 0*"])
-    res.assert_outcomes(passed=2, skipped=1)
+    res.assert_outcomes(passed=3, skipped=1, xfailed=1)
 
 
 def test_failure_is_one_line_with_measured_bound_impl_seed(suite: pytest.Pytester) -> None:
@@ -129,17 +147,23 @@ def test_xfails_file(suite: pytest.Pytester) -> None:
 def test_report_json(suite: pytest.Pytester) -> None:
     out = suite.path / "out" / "report.json"
     res = suite.runpytest("--impl", "fakeimpl:weak", "--claims-report", str(out))
-    res.assert_outcomes(failed=1, passed=1, skipped=1)
+    res.assert_outcomes(failed=1, passed=2, skipped=1, xfailed=1)
     data = json.loads(out.read_text())
     assert data["implementation"] == "fakeimpl:weak" and data["claims_seed"] == 0
     by_id = {c["claim"]: c for c in data["claims"]}
     assert by_id["first_feature"]["verdict"] == "failed"
-    assert by_id["first_feature"]["checks"][0] == {"what": "||W_0||", "passed": False,
+    assert by_id["first_feature"]["checks"][0] == {"key": "norm0", "what": "||W_0||", "passed": False,
                                                    "measured": pytest.approx(0.02**0.5), "bound": "> 0.5"}
     assert by_id["renamed_claim"]["verdict"] == "passed"
     assert by_id["renamed_claim"]["values"]["seed_used"] == 0
     assert len(by_id["first_feature"]["spec_hashes"]) == 1
-    assert data["summary"] == {"failed": 1, "passed": 1}
+    assert data["summary"] == {"failed": 1, "passed": 1, "xfailed": 1}
+    # the theory tier is reported apart and never counted as a verdict on the implementation
+    assert data["theory_summary"] == {"passed": 1}
+    assert [c["claim"] for c in data["theory"]] == ["closed_form"]
+    assert "closed_form" not in by_id
+    res.stdout.fnmatch_lines(["*verdicts on the implementation: 1 failed, 1 passed, 1 xfailed*",
+                              "*theory tier*no implementation involved*: 1 passed*"])
 
 
 def test_baselines_missing_regen_and_drift(suite: pytest.Pytester) -> None:
@@ -162,9 +186,11 @@ def test_reference_regression_tier(suite: pytest.Pytester, monkeypatch: pytest.M
     res.stdout.fnmatch_lines(["*baseline file*first_feature.json is missing*--regen-baselines*"])
     res = suite.runpytest("-k", "first_feature", "--regen-baselines")
     res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines(["*--regen-baselines wrote 1 change(s)*", "*first_feature.json norm0: new, 1*"])
     base = suite.path / "baselines" / "first_feature.json"
     data = json.loads(base.read_text())
     assert data["values"] == {"norm0": 1.0}
+    assert len(data["specs"]["norm0"]) == 1
     assert {"spec_hashes", "toymodel", "numpy", "torch", "threads", "seed", "date"} <= set(data["provenance"])
     res = suite.runpytest("-k", "first_feature")
     res.assert_outcomes(passed=1)
@@ -173,6 +199,16 @@ def test_reference_regression_tier(suite: pytest.Pytester, monkeypatch: pytest.M
     res = suite.runpytest("-k", "first_feature")
     res.assert_outcomes(failed=1)
     res.stdout.fnmatch_lines(["*regression: norm0[[]0[]] = 1, baseline 0.9*"])
+    # regenerating shows old against new for every value it changes
+    res = suite.runpytest("-k", "first_feature", "--regen-baselines")
+    res.stdout.fnmatch_lines(["*first_feature.json norm0: 0.9 -> 1*"])
+    # a baseline computed from other specs is a failure: the experiment changed
+    data = json.loads(base.read_text())
+    data["specs"]["norm0"] = ["0123456789abcdef"]
+    base.write_text(json.dumps(data))
+    res = suite.runpytest("-k", "first_feature")
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines(["*from specs [[]'0123456789abcdef'], this run used*experiment changed*"])
     base.write_text("{broken")
     res = suite.runpytest("-k", "first_feature")
     res.stdout.fnmatch_lines(["*first_feature.json is malformed*"])
@@ -183,7 +219,7 @@ def test_reference_regression_tier(suite: pytest.Pytester, monkeypatch: pytest.M
 
 def test_slow_tier_runs_only_when_selected(suite: pytest.Pytester) -> None:
     res = suite.runpytest("--impl", "fakeimpl:good", "-m", "slow")
-    res.assert_outcomes(passed=1, deselected=2)
+    res.assert_outcomes(passed=1, deselected=4)
 
 
 def test_cache_shares_training_across_sessions(
@@ -197,3 +233,31 @@ def test_cache_shares_training_across_sessions(
     assert len(list(cache.glob("*.npz"))) == 2
     suite.runpytest("--impl", "fakeimpl:good", "-k", "renamed", "--no-cache", "--claims-seed", "5")
     assert len(list(cache.glob("*.npz"))) == 2
+
+
+def test_a_broken_implementation_fails_even_an_expected_failure(suite: pytest.Pytester) -> None:
+    """A claim marked as an expected failure still fails when the implementation is broken: the
+    expected failure is the paper's, not the implementation's."""
+    for impl in ("fakeimpl:boom", "fakeimpl:nan", "fakeimpl:short_curve"):
+        res = suite.runpytest("--impl", impl, "-k", "known_failure")
+        res.assert_outcomes(failed=1)
+        assert "Traceback" not in res.stdout.str()
+    res.stdout.fnmatch_lines(["*known_failure: implementation 'fakeimpl:short_curve': result field "
+                              "'loss_steps' is [[]1.], expected [[]5.]*"])
+    res = suite.runpytest("--impl", "fakeimpl:weak", "-k", "known_failure")
+    res.assert_outcomes(xfailed=1)
+
+
+def test_reported_losses_are_never_trusted(suite: pytest.Pytester) -> None:
+    """An implementation that negates its held-out losses gets one line and the same verdicts as
+    the honest one: the suite ranks and checks with its own recomputation."""
+    out = suite.path / "liar.json"
+    res = suite.runpytest("--impl", "fakeimpl:liar", "--claims-report", str(out), "-k", "not known")
+    res.assert_outcomes(passed=3, skipped=1)
+    lines = [ln for ln in res.stdout.lines if "does not confirm" in ln]
+    assert len(lines) == 1, res.stdout.str()
+    assert "implementation 'fakeimpl:liar'" in lines[0] and "instance 0 reported -" in lines[0]
+    assert json.loads(out.read_text())["notices"] == [lines[0].removeprefix("NOTE: ")]
+    honest = suite.runpytest("--impl", "fakeimpl:good", "-k", "not known")
+    honest.assert_outcomes(passed=3, skipped=1)
+    assert "does not confirm" not in honest.stdout.str()

@@ -2,11 +2,15 @@
 
 One JSON file per claim, ``baselines/<claim_id>.json``::
 
-    {"claim": "...", "provenance": {spec hashes, package/torch/numpy versions, threads, seed, date},
-     "values": {"name": number or list of numbers, ...}}
+    {"claim": "...", "provenance": {spec hashes, package/torch/numpy versions, threads, seed, date,
+                                    kernel: training path, compiler, its version and flags},
+     "values": {"name": number or list of numbers, ...},
+     "specs": {"name": [hashes of the specs the value was computed from], ...}}
 
-A missing or malformed file is a failure with a message saying how to regenerate it; files are
-only written by an explicit ``--regen-baselines``. Tolerances live in the claim tests, next to
+A missing or malformed file is a failure with a message saying how to regenerate it; so is a value
+computed from other specs than the run's (the experiment changed: the stored number no longer
+describes it). Files are only written by an explicit ``--regen-baselines``, which lists every
+value it changes, old against new (:attr:`BaselineStore.changes`). Tolerances live in the claim tests, next to
 the measurement that calibrated them.
 """
 
@@ -65,6 +69,9 @@ class BaselineStore:
         self.root = Path(root)
         self.regen = regen
         self._pending: dict[str, dict[str, Any]] = {}
+        self._before: dict[str, Mapping[str, Any]] = {}
+        #: under ``regen``: one line per value written that differs from the file's old one
+        self.changes: list[str] = []
 
     def _file(self, claim_id: str) -> Path:
         return self.root / f"{claim_id}.json"
@@ -86,16 +93,28 @@ class BaselineStore:
               spec_hashes: list[str], seed: int) -> str:
         """Compare ``value`` with the stored one (or record it under regen); return a summary."""
         measured = _as_number_list(value)
+        hashes = sorted(set(spec_hashes))
         if self.regen:
-            entry = self._pending.setdefault(claim_id, {"values": {}, "hashes": []})
+            entry = self._pending.setdefault(claim_id, {"values": {}, "specs": {}, "hashes": []})
             entry["values"][name] = measured if np.ndim(np.asarray(value)) else measured[0]
+            entry["specs"][name] = hashes
             entry["hashes"].extend(spec_hashes)
+            self._note_change(claim_id, name, measured, hashes)
             self._write(claim_id, seed)
             return f"{name}: recorded {measured}"
         data = self.load(claim_id)
         if name not in data["values"]:
             raise BaselineError(f"[{claim_id}] baseline {self._file(claim_id)} has no value {name!r}: "
                                 "regenerate with --regen-baselines")
+        made_from = (data.get("specs") or {}).get(name)
+        if made_from is None:
+            raise BaselineError(f"[{claim_id}] baseline {self._file(claim_id)} does not record which specs "
+                                f"{name!r} came from: regenerate with --regen-baselines")
+        if sorted(made_from) != hashes:
+            raise BaselineError(f"[{claim_id}] baseline {name!r} in {self._file(claim_id)} was computed "
+                                f"from specs {sorted(made_from)}, this run used {hashes}: the experiment "
+                                "changed, so the stored number does not describe it; regenerate with "
+                                "--regen-baselines")
         try:
             stored = _as_number_list(data["values"][name])
         except (TypeError, ValueError):
@@ -113,12 +132,38 @@ class BaselineStore:
                 f"(rtol {rtol:g}, atol {atol:g}; {len(bad)} of {len(stored)} entries outside)")
         return f"{name}: within rtol {rtol:g}/atol {atol:g} of the baseline"
 
+    def _note_change(self, claim_id: str, name: str, measured: list[float], hashes: list[str]) -> None:
+        """Record, for the regeneration summary, how ``name`` differs from the file's old value."""
+        if claim_id not in self._before:
+            try:
+                self._before[claim_id] = self.load(claim_id)
+            except BaselineError:
+                self._before[claim_id] = {"values": {}}
+        old = self._before[claim_id]
+        where = f"{self._file(claim_id).name} {name}"
+        if name not in old.get("values", {}):
+            self.changes.append(f"{where}: new, {_numbers(measured)}")
+            return
+        try:
+            before = _as_number_list(old["values"][name])
+        except (TypeError, ValueError):
+            before = []
+        if before != measured:
+            self.changes.append(f"{where}: {_numbers(before)} -> {_numbers(measured)}")
+        if sorted((old.get("specs") or {}).get(name) or []) != hashes:
+            self.changes.append(f"{where}: now computed from specs {hashes}")
+
     def _write(self, claim_id: str, seed: int) -> None:
         entry = self._pending[claim_id]
         self.root.mkdir(parents=True, exist_ok=True)
         payload = {"claim": claim_id, "provenance": provenance(entry["hashes"], seed),
-                   "values": entry["values"]}
+                   "values": entry["values"], "specs": entry["specs"]}
         path = self._file(claim_id)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
         tmp.replace(path)
+
+
+def _numbers(values: list[float]) -> str:
+    text = ", ".join(f"{v:.6g}" for v in values)
+    return text if len(values) == 1 else f"[{text}]"

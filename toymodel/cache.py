@@ -23,7 +23,21 @@ from . import __version__
 from .result import Result, load, save
 from .spec import Spec
 
-__all__ = ["ResultCache", "fingerprint"]
+__all__ = ["CACHE_ENV", "ResultCache", "default_cache_dir", "fingerprint"]
+
+#: the environment variable that chooses the result cache's folder
+CACHE_ENV = "TOYMODEL_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """Where trained results are cached: ``$TOYMODEL_CACHE_DIR``, else the user's cache folder
+    (``$XDG_CACHE_HOME/toymodel/results``, default ``~/.cache/toymodel/results``). One folder for
+    pytest, tox and the command line, so a result trained by one is reused by the others."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "toymodel" / "results"
 
 
 def _package_imports(path: Path, package: Path) -> set[Path]:

@@ -4,11 +4,18 @@ regression values and figures, all collected for the claims report.
 A failed check raises :class:`ClaimFailure` whose message names the claim, what was measured,
 the bound, the implementation and the seed, so a third party can act on it without reading the
 suite.
+
+Every check has a stable ``key`` (snake_case, a literal at the call site): the report and the
+calibration data are indexed by it, and ``tests/test_witnesses.py`` holds, for every key of every
+claim, a witness the check rejects (a broken result or a broken theory function), so a check that
+cannot fail cannot land. ``collect=True`` records failed checks without raising, so a witness can
+see which checks a result breaks.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +24,25 @@ from typing import Any
 import numpy as np
 
 from .baselines import BaselineStore
+from .result import Result
+from .spec import Spec
 
-__all__ = ["Claim", "ClaimFailure", "jsonable"]
+__all__ = ["Claim", "ClaimFailure", "Trained", "jsonable"]
+
+#: what the ``trained`` fixture is: the implementation's validated, suite-scored result of a spec
+Trained = Callable[[Spec], Result]
+
+_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+#: the tiers a claim test belongs to: checks on an implementation's results, or theory only
+TIERS = ("implementation", "theory")
 
 
 class ClaimFailure(AssertionError):
     """A claim's predicate did not hold."""
+
+    def __init__(self, message: str, key: str = ""):
+        super().__init__(message)
+        self.key = key
 
 
 def jsonable(value: Any) -> Any:
@@ -68,21 +88,31 @@ class Claim:
     reference: bool = False
     baselines: BaselineStore | None = None
     figure_dir: Path | None = None
+    tier: str = "implementation"
+    collect: bool = False
     checks: list[dict[str, Any]] = field(default_factory=list)
     values: dict[str, Any] = field(default_factory=dict)
     spec_hashes: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     regression: list[str] = field(default_factory=list)
 
-    def check(self, ok: bool | np.bool_, *, what: str, measured: Any, bound: Any) -> None:
-        """Assert one predicate of the claim; record it either way."""
+    def check(self, key: str, ok: bool | np.bool_, *, what: str, measured: Any, bound: Any) -> None:
+        """Assert one predicate of the claim (``key``: its stable name); record it either way."""
+        if not _KEY.match(key):
+            raise ValueError(f"check key {key!r} of claim {self.id!r} must be snake_case")
         passed = bool(ok)
-        self.checks.append({"what": what, "passed": passed, "measured": jsonable(measured),
+        self.checks.append({"key": key, "what": what, "passed": passed, "measured": jsonable(measured),
                             "bound": jsonable(bound)})
-        if not passed:
-            raise ClaimFailure(
-                f"[{self.id}] {what}: measured {_short(measured)}, expected {_short(bound)} "
-                f"(implementation {self.implementation!r}, claims seed {self.seed})")
+        if not passed and not self.collect:
+            who = ("theory, no implementation involved" if self.tier == "theory" else
+                   f"implementation {self.implementation!r}, claims seed {self.seed}")
+            raise ClaimFailure(f"[{self.id}] {what}: measured {_short(measured)}, expected {_short(bound)} "
+                               f"({who})", key)
+
+    @property
+    def failed_keys(self) -> set[str]:
+        """Keys of the checks that failed (with ``collect=True``, all of them; else the first)."""
+        return {c["key"] for c in self.checks if not c["passed"]}
 
     def record(self, name: str, value: Any) -> None:
         """Report a measured value without asserting on it."""
@@ -124,6 +154,6 @@ class Claim:
             plt.close(fig)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"claim": self.id, "implementation": self.implementation, "seed": self.seed,
+        return {"claim": self.id, "tier": self.tier, "implementation": self.implementation, "seed": self.seed,
                 "checks": self.checks, "values": self.values, "spec_hashes": self.spec_hashes,
                 "figures": self.figures, "regression": self.regression}

@@ -11,7 +11,7 @@ in float32, with the semantics the reference implementation has (CLAIMS.md, Conv
 - AdamW with ``torch.optim.AdamW`` semantics on all parameters, the learning rate scaled by the
   spec's schedule;
 - the loss curve is the mean training-minibatch loss (before each step's update) over windows of
-  ``log_every`` steps; the held-out loss is :func:`toymodel.models.eval_loss` (float64).
+  ``log_every`` steps; the held-out loss is the suite's to compute (:func:`toymodel.result.validate`).
 
 Parameters and gradients each live in one flat buffer (``Trainer.theta``, ``Trainer.grad``) with
 per-weight views, so the optimiser is a handful of vector operations per step.
@@ -33,13 +33,13 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .data import seed_sequence
-from .models import eval_loss, initial_weights
-from .result import Result
+from .models import initial_weights
 from .spec import FeatureGroup, Spec
 
 __all__ = ["SHARD_ENTRIES", "AdamW", "Sampler", "Trainer", "default_threads", "lr_factor", "shard_bounds",
@@ -322,7 +322,7 @@ class AdamW:
         theta -= tmp
 
 
-def train(spec: Spec, *, threads: int | None = None) -> Result:
+def train(spec: Spec, *, threads: int | None = None) -> dict[str, Any]:
     """Train every instance of ``spec`` on ``threads`` worker threads (default
     :func:`default_threads`; the result does not depend on it); see the module docstring."""
     start = time.perf_counter()
@@ -367,11 +367,9 @@ def train(spec: Spec, *, threads: int | None = None) -> Result:
     curve /= np.diff(loss_steps, prepend=0)
     final = {k: v.astype(np.float64) for k, v in trainer.params.items()}
     train_s = max(time.perf_counter() - start, 1e-9)
-    held_out = eval_loss(spec, final)
     meta = {"numpy": np.__version__, "dtype": "float32", "sampler": "Sampler (one uniform per entry)",
             "train_seconds": train_s, "wall_seconds": time.perf_counter() - start,
             "steps_per_second": steps / train_s, "threads": workers, "shards": len(bounds),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-    return Result(spec=spec, W=final["W"], b=final["b"], W2=final.get("W2"),
-                  loss_steps=loss_steps.astype(np.float64), loss_curve=curve, eval_loss=held_out,
-                  implementation="numpy", meta=meta)
+    return {"W": final["W"], "b": final["b"], "W2": final.get("W2"),
+            "loss_steps": loss_steps.astype(np.float64), "loss_curve": curve, "meta": meta}

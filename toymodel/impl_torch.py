@@ -42,13 +42,13 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import fused, models, sparse_step
 from .data import seed_sequence
-from .result import Result
 from .spec import FeatureGroup, Spec
 
 __all__ = ["FlatAdamW", "loss_and_grads", "lr_factor", "sample", "torch_threads", "train", "use_fused_kernel"]

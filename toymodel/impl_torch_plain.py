@@ -12,13 +12,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import models
 from .impl_torch import _device, lr_factor, torch_generator
-from .result import Result
 from .spec import Spec
 
 __all__ = ["fit", "forward_loss", "notebook_batch", "train"]
@@ -104,15 +104,14 @@ def fit(
     return params, steps_out, curve.T.copy()
 
 
-def train(spec: Spec) -> Result:
+def train(spec: Spec) -> dict[str, Any]:
     """``--impl torch-plain``."""
     start = time.perf_counter()
     p, steps, curve = fit(spec)
     params = {k: v.detach().cpu().double().numpy().copy() for k, v in p.items()}
     wall = time.perf_counter() - start
-    return Result(
-        spec=spec, W=params["W"], b=params["b"], W2=params.get("W2"),
+    return dict(
+        W=params["W"], b=params["b"], W2=params.get("W2"),
         loss_steps=steps.astype(np.float64), loss_curve=curve,
-        eval_loss=models.eval_loss(spec, params), implementation="torch-plain",
         meta={"torch": torch.__version__, "threads": torch.get_num_threads(), "train_seconds": wall},
     )

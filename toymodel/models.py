@@ -19,7 +19,7 @@ import numpy as np
 from .data import eval_chunks, seed_sequence
 from .spec import Spec
 
-__all__ = ["eval_loss", "forward", "initial_weights", "loss", "target"]
+__all__ = ["eval_loss", "eval_loss_and_se", "forward", "initial_weights", "loss", "sample_losses", "target"]
 
 
 def _relu(x: np.ndarray) -> np.ndarray:
@@ -48,6 +48,17 @@ def target(model: str, x: np.ndarray) -> np.ndarray:
     return np.abs(x) if model == "abs" else x
 
 
+def sample_losses(
+    model: str,
+    params: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    importance: np.ndarray,
+) -> np.ndarray:
+    """Per-instance, per-sample loss sum_i I_i (y_i - y'_i)^2: (instances, batch)."""
+    out, _ = forward(model, params, x)
+    return ((target(model, x) - out) ** 2 * importance[:, None, :]).sum(-1)
+
+
 def loss(
     model: str,
     params: Mapping[str, np.ndarray],
@@ -56,29 +67,41 @@ def loss(
     hidden_l1: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-instance loss: mean over the batch of sum_i I_i (y_i - y'_i)^2 (+ l1 * ||h||_1)."""
+    if hidden_l1 is None:
+        return sample_losses(model, params, x, importance).mean(-1)
     out, h = forward(model, params, x)
-    err = (target(model, x) - out) ** 2 * importance[:, None, :]
-    per = err.sum(-1).mean(-1)
-    if hidden_l1 is not None:
-        per = per + hidden_l1 * np.abs(h).sum(-1).mean(-1)
-    return per
+    per = ((target(model, x) - out) ** 2 * importance[:, None, :]).sum(-1).mean(-1)
+    return per + hidden_l1 * np.abs(h).sum(-1).mean(-1)
 
 
-def eval_loss(spec: Spec, params: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Held-out loss per instance on the spec's fixed evaluation sample (without the L1 term).
+def eval_loss_and_se(spec: Spec, params: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out loss per instance on the spec's fixed evaluation sample (without the L1 term), and
+    its standard error (the per-sample losses' standard deviation over sqrt(eval_samples)).
 
     All restarts of a setting are scored on the same sample (:func:`toymodel.data.eval_chunks`),
-    so differences between restarts are not sampling noise.
+    so differences between restarts are not sampling noise. This is the number the suite ranks
+    restarts and checks losses with, whatever an implementation reports about itself.
     """
     r = spec.restarts
     imp = spec.importance_array()
     total = np.zeros(spec.instances)
+    squares = np.zeros(spec.instances)
     for s in range(spec.settings):
         sl = slice(s * r, (s + 1) * r)
-        mine = {k: v[sl] for k, v in params.items()}
+        mine = {k: np.asarray(v)[sl] for k, v in params.items()}
         for x in eval_chunks(spec, s):
-            total[sl] += loss(spec.model, mine, x[None], np.broadcast_to(imp[s], (r, spec.n))) * len(x)
-    return total / spec.eval_samples
+            per = sample_losses(spec.model, mine, x[None], np.broadcast_to(imp[s], (r, spec.n)))
+            total[sl] += per.sum(-1)
+            squares[sl] += (per**2).sum(-1)
+    mean = total / spec.eval_samples
+    var = np.maximum(squares / spec.eval_samples - mean**2, 0.0)
+    return mean, np.sqrt(var / spec.eval_samples)
+
+
+def eval_loss(spec: Spec, params: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Held-out loss per instance on the spec's fixed evaluation sample (see
+    :func:`eval_loss_and_se`)."""
+    return eval_loss_and_se(spec, params)[0]
 
 
 def initial_weights(spec: Spec) -> dict[str, np.ndarray]:

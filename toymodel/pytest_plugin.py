@@ -7,15 +7,21 @@ Options:
     --regen-baselines         rewrite baselines/<claim>.json from this run (reference impl, seed 0)
     --baselines-dir PATH      where baselines live (default: ./baselines of the rootdir, else the
                               copy installed with the package)
-    --no-cache                train everything afresh (results are otherwise cached on disk)
+    --no-cache                train everything afresh (results are otherwise cached on disk, in
+                              $TOYMODEL_CACHE_DIR, else ~/.cache/toymodel/results: one folder shared
+                              by pytest, tox and ``toymodel-claims``)
     --xfails-file PATH        claim ids expected to fail for this implementation, one per line
     --claims-report PATH      write a JSON report (and PNG figures beside it)
 
-Fixtures: ``trained(spec) -> Result`` (cached, validated, reseeded), ``claim`` (a
-:class:`toymodel.claim.Claim` for the test's claim id), ``impl_name``, ``claims_seed``.
+Fixtures: ``trained(spec) -> Result`` (cached, validated, scored by the suite, reseeded),
+``claim`` (a :class:`toymodel.claim.Claim` for the test's claim id), ``impl_name``, ``claims_seed``.
 
 A claim test's id is its function name without ``test_`` (or ``@pytest.mark.claim("id")``).
-Tests marked ``slow`` are skipped unless the ``-m`` expression names ``slow``.
+Tests marked ``slow`` are skipped unless the ``-m`` expression names ``slow``. Tests marked
+``theory`` train nothing: they check the suite's closed forms and geometry, are reported in a
+section of their own and never count as verdicts on the implementation. A broken implementation
+(an exception, a result that breaks the contract) fails every claim that needs it, even a claim
+declared as an expected failure.
 """
 
 from __future__ import annotations
@@ -31,17 +37,24 @@ import pytest
 
 from . import __version__
 from .baselines import BaselineError, BaselineStore
-from .cache import ResultCache, fingerprint
+from .cache import ResultCache, default_cache_dir, fingerprint
 from .claim import Claim, ClaimFailure, jsonable
 from .implementations import DEFAULT, ImplementationError, resolve, run, selected_name
-from .result import ContractError, Result
+from .result import ContractError, Result, eval_loss_disagreement
 from .spec import Spec
 
 SECTIONS = ("superposition", "phase", "geometry", "nonuniform", "correlated", "dynamics",
             "privileged", "computation", "adversarial")
 _CLAIM_KEY = pytest.StashKey[Claim]()
-_ONE_LINE = (ClaimFailure, BaselineError, ContractError, ImplementationError)
 _STATE_KEY = pytest.StashKey["SuiteState"]()
+
+
+class ImplementationFailure(Exception):
+    """The implementation under test raised or broke the result contract: a failure of every claim
+    that needs it, never an expected failure."""
+
+
+_ONE_LINE = (ClaimFailure, BaselineError, ContractError, ImplementationError, ImplementationFailure)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,18 +86,13 @@ class SuiteState:
         self._code = ""
         self.memory: dict[str, Result] = {}
         self.records: list[dict[str, Any]] = []
+        #: one line per spec whose reported held-out losses the suite's recomputation contradicts
+        self.notices: dict[str, str] = {}
         self.xfail_ids, self.unknown_xfails = self._read_xfails(config.getoption("--xfails-file"))
         report = config.getoption("--claims-report")
         self.report_path = Path(report) if report else None
         self.baselines = BaselineStore(self._baselines_dir(config), regen=self.regen)
-        cache_root: Path | None = None
-        if not self.no_cache:
-            env = os.environ.get("TOYMODEL_CACHE_DIR")
-            if env:
-                cache_root = Path(env)
-            elif getattr(config, "cache", None) is not None:  # absent under -p no:cacheprovider
-                cache_root = Path(config.cache.mkdir("toymodel-results"))
-        self.cache = ResultCache(cache_root) if cache_root is not None else None
+        self.cache = None if self.no_cache else ResultCache(default_cache_dir())
 
     @staticmethod
     def _baselines_dir(config: pytest.Config) -> Path:
@@ -148,6 +156,9 @@ class SuiteState:
         else:
             result = fresh(spec)
         self.memory[key] = result
+        notice = eval_loss_disagreement(result)
+        if notice is not None:
+            self.notices.setdefault(key, notice)
         return result
 
 
@@ -158,6 +169,7 @@ def _state(config: pytest.Config) -> SuiteState:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: paper-scale claims; skipped unless -m selects 'slow'")
     config.addinivalue_line("markers", "gpu: needs CUDA; skipped without it")
+    config.addinivalue_line("markers", "theory: trains nothing; checks the suite's theory (its own tier)")
     config.addinivalue_line("markers", "claim(id): the claim id of a test, when not its name")
     for section in SECTIONS:
         config.addinivalue_line("markers", f"{section}: claims of the paper's section '{section}'")
@@ -255,7 +267,7 @@ def trained(request: pytest.FixtureRequest) -> Callable[[Spec], Result]:
         try:
             result = st.train(spec)
         except (ImplementationError, ContractError) as exc:
-            pytest.fail(str(exc), pytrace=False)
+            raise ImplementationFailure(str(exc)) from None
         claim: Claim | None = request.node.stash.get(_CLAIM_KEY, None)
         if claim is not None:
             claim.uses(result.spec.hash())
@@ -272,33 +284,67 @@ def claim(request: pytest.FixtureRequest) -> Claim:
     fig_dir = None
     if st.report_path is not None:
         fig_dir = st.report_path.parent / f"{st.report_path.stem}-figures"
+    theory = request.node.get_closest_marker("theory") is not None
     c = Claim(id=cid, implementation=st.impl_name, seed=st.seed, reference=st.is_reference,
-              baselines=st.baselines, figure_dir=fig_dir)
+              baselines=st.baselines, figure_dir=fig_dir, tier="theory" if theory else "implementation")
     request.node.stash[_CLAIM_KEY] = c
     return c
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    error = call.excinfo.value if call.excinfo else None
+    if isinstance(error, ImplementationFailure) and hasattr(report, "wasxfail"):
+        # a broken implementation is never the expected failure of a claim
+        del report.wasxfail
+        report.outcome = "failed"
     c = item.stash.get(_CLAIM_KEY, None)
     if c is not None and (report.when == "call" or (report.when == "setup" and report.outcome != "passed")):
         st = _state(item.config)
-        if isinstance(call.excinfo.value if call.excinfo else None, BaselineError):
+        if isinstance(error, BaselineError):
             verdict = "regression-failed"
+        elif isinstance(error, ImplementationFailure):
+            verdict = "implementation-error"
         elif hasattr(report, "wasxfail"):
             verdict = "xfailed" if report.skipped else "xpassed"
         else:
             verdict = report.outcome
         record = c.as_dict()
         record.update({"test": item.nodeid, "verdict": verdict,
-                       "message": str(call.excinfo.value).splitlines()[0] if call.excinfo else ""})
+                       "message": str(error).splitlines()[0] if error is not None and str(error) else ""})
         st.records.append(record)
-        if report.failed and call.excinfo is not None and isinstance(call.excinfo.value, _ONE_LINE):
-            report.longrepr = f"{item.nodeid}: {call.excinfo.value}"  # the message says it all
+    if report.failed and isinstance(error, _ONE_LINE):
+        report.longrepr = f"{item.nodeid}: {error}"  # the message says it all
     return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    st = config.stash.get(_STATE_KEY, None)
+    if st is None or not (st.records or st.notices or st.regen):
+        return
+    terminalreporter.write_sep("=", f"toymodel: implementation {st.impl_name!r}, claims seed {st.seed}")
+    impl = _summary([r for r in st.records if r.get("tier") != "theory"])
+    theory = _summary([r for r in st.records if r.get("tier") == "theory"])
+    if impl:
+        terminalreporter.write_line("verdicts on the implementation: " + _counts(impl))
+    if theory:
+        terminalreporter.write_line("theory tier (the suite's closed forms, no implementation involved): "
+                                    + _counts(theory))
+    for line in st.notices.values():
+        terminalreporter.write_line(f"NOTE: {line}", yellow=True)
+    if st.regen:
+        changes = st.baselines.changes
+        terminalreporter.write_line(f"--regen-baselines wrote {len(changes)} change(s) to {st.baselines.root}"
+                                    + (":" if changes else ""))
+        for line in changes:
+            terminalreporter.write_line(f"  {line}")
+
+
+def _counts(summary: dict[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in sorted(summary.items()))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -309,9 +355,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     path = st.report_path if worker is None else st.report_path.with_name(
         f"{st.report_path.stem}.{worker}{st.report_path.suffix}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    claims = [r for r in st.records if r.get("tier") != "theory"]
+    theory = [r for r in st.records if r.get("tier") == "theory"]
     payload = {"toymodel": __version__, "implementation": st.impl_name, "claims_seed": st.seed,
-               "unknown_xfail_ids": st.unknown_xfails,
-               "summary": _summary(st.records), "claims": st.records}
+               "unknown_xfail_ids": st.unknown_xfails, "notices": list(st.notices.values()),
+               "summary": _summary(claims), "claims": claims,
+               "theory_summary": _summary(theory), "theory": theory}
     path.write_text(json.dumps(jsonable(payload), indent=2) + "\n")
 
 
