@@ -9,22 +9,16 @@ bound.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
 from toymodel import adversarial, metrics, select
-from toymodel.claim import Claim
+from toymodel.claim import Claim, Trained
 from toymodel.experiments import adversarial as ex
 from toymodel.experiments import superposition as sup_ex
-from toymodel.result import Result
-from toymodel.spec import Spec
 
 pytestmark = pytest.mark.adversarial
-
-Trained = Callable[[Spec], Result]
 
 
 def test_l1_removes_superposition(trained: Trained, claim: Claim) -> None:
@@ -43,21 +37,40 @@ def test_l1_removes_superposition(trained: Trained, claim: Claim) -> None:
     claim.record("represented", rep.sum(axis=1))
     claim.record("represented_outside_superposition", clean.sum(axis=1))
     claim.record("eval_loss", best.eval_loss)
-    claim.check(f2[0] > 1.5 * m, what="||W||_F^2 without the penalty (superposition to remove)",
-                measured=float(f2[0]), bound=f"> 1.5 m = {1.5 * m}")
+    claim.check(
+        "superposition_without_penalty",
+        f2[0] > 1.5 * m,
+        what="||W||_F^2 without the penalty (superposition to remove)",
+        measured=float(f2[0]),
+        bound=f"> 1.5 m = {1.5 * m}",
+    )
     rises = float(np.max(f2[1:] - np.minimum.accumulate(f2)[:-1]))
-    claim.check(rises <= F2_NOISE, what="||W||_F^2 non-increasing in λ (rise above the running min)",
-                measured=f2, bound=f"rise <= {F2_NOISE}")
+    claim.check(
+        "frobenius_non_increasing",
+        rises <= F2_NOISE,
+        what="||W||_F^2 non-increasing in λ (rise above the running min)",
+        measured=f2,
+        bound=f"rise <= {F2_NOISE}",
+    )
     # superposition removed, not everything: some λ leaves ||W||_F^2 <= m (at most one feature per
     # dimension) while >= m - 1 features are still represented. (An L1 penalty does not charge an
     # antipodal pair on a neuron axis, so such a pair may survive: seed 0 keeps one at λ = 0.1.)
     removed = (f2 <= m) & (rep.sum(axis=1) >= m - 1)
-    claim.check(removed.any(), what=f"a λ with ||W||_F^2 <= m = {m} and >= {m - 1} features represented",
-                measured={"frobenius_sq": f2, "represented": rep.sum(axis=1)}, bound="at least one λ")
+    claim.check(
+        "superposition_removed",
+        removed.any(),
+        what=f"a λ with ||W||_F^2 <= m = {m} and >= {m - 1} features represented",
+        measured={"frobenius_sq": f2, "represented": rep.sum(axis=1)},
+        bound="at least one λ",
+    )
     drops = float(np.max(np.maximum.accumulate(best.eval_loss)[:-1] - best.eval_loss[1:]))
-    claim.check(drops <= LOSS_NOISE * best.eval_loss[0], what="held-out loss non-decreasing in λ (drop "
-                "below the running max)", measured=best.eval_loss,
-                bound=f"drop <= {LOSS_NOISE:.0%} of the λ = 0 loss")
+    claim.check(
+        "loss_cost",
+        drops <= LOSS_NOISE * best.eval_loss[0],
+        what="held-out loss non-decreasing in λ (drop below the running max)",
+        measured=best.eval_loss,
+        bound=f"drop <= {LOSS_NOISE:.0%} of the λ = 0 loss",
+    )
     claim.regress("frobenius_sq", f2, rtol=0.02, atol=0.05)
     claim.regress("eval_loss", best.eval_loss, rtol=0.01)
 
@@ -73,28 +86,45 @@ LOSS_NOISE = 0.02
 
 
 def test_adversarial_vulnerability(trained: Trained, claim: Claim) -> None:
-    """"Vulnerability to adversarial examples sharply increases as superposition forms (increases
+    """ "Vulnerability to adversarial examples sharply increases as superposition forms (increases
     by >3x), and the level of vulnerability closely tracks the number of features per dimension"
     (ReLU output, n=20, m=5, I=0.7^i, the seven densities; L2 attacks of 0.1x the mean input norm,
     the analytic per-feature attacks ε(WᵀW)_i/‖(WᵀW)_i‖)."""
     spec = sup_ex.sparsity_sweep("relu_output")
     result = trained(spec)  # the superposition section's sweep (cached, shared)
     best = select.best_of(result)
-    vuln = np.array([
-        adversarial.vulnerability(spec.model, best.W[s], best.b[s], ex.attack_inputs(result.spec, s))
-        for s in range(spec.settings)
-    ])
+    vuln = np.array(
+        [
+            adversarial.vulnerability(spec.model, best.W[s], best.b[s], ex.attack_inputs(result.spec, s))
+            for s in range(spec.settings)
+        ]
+    )
     per_dim = metrics.frobenius_sq(best.W) / spec.m
     rho = float(spearmanr(vuln, per_dim).statistic)
     claim.record("density", sup_ex.DENSITIES)
     claim.record("vulnerability", vuln)
     claim.record("features_per_dimension", per_dim)
-    claim.check(abs(vuln[0] - 1) <= DENSE_TOL, what="vulnerability at density 1 (no superposition)",
-                measured=float(vuln[0]), bound=f"1 ± {DENSE_TOL}")
-    claim.check(vuln.max() >= MAX_VULN, what="largest vulnerability over the densities",
-                measured=vuln, bound=f">= {MAX_VULN} (the paper: > 3x)")
-    claim.check(rho > 0.8, what="rank correlation of vulnerability with features per dimension "
-                "||W||_F^2/m", measured={"spearman": rho, "features_per_dim": per_dim}, bound="> 0.8")
+    claim.check(
+        "dense_robust",
+        abs(vuln[0] - 1) <= DENSE_TOL,
+        what="vulnerability at density 1 (no superposition)",
+        measured=float(vuln[0]),
+        bound=f"1 ± {DENSE_TOL}",
+    )
+    claim.check(
+        "vulnerability_rises",
+        vuln.max() >= MAX_VULN,
+        what="largest vulnerability over the densities",
+        measured=vuln,
+        bound=f">= {MAX_VULN} (the paper: > 3x)",
+    )
+    claim.check(
+        "tracks_features_per_dimension",
+        rho > 0.8,
+        what="rank correlation of vulnerability with features per dimension ||W||_F^2/m",
+        measured={"spearman": rho, "features_per_dim": per_dim},
+        bound="> 0.8",
+    )
     claim.regress("vulnerability", vuln, rtol=0.02)
 
     def draw(fig: object) -> None:

@@ -3,29 +3,31 @@ ReLU(-x) neurons, and becomes polysemantic as the features get sparser.
 
 Selection: per setting, the restart with the lowest held-out loss. A neuron is monosemantic when
 its largest |input weight| is >= 90% of its input weights' norm (metrics.monosemantic_neurons;
-dead neurons never count). Calibration (seeds 0-4, torch and numpy) is recorded next to each bound.
+dead neurons never count).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from toymodel import metrics, select
-from toymodel.claim import Claim
+from toymodel.claim import Claim, Trained
 from toymodel.experiments import computation as ex
 from toymodel.result import Result
-from toymodel.spec import Spec
 
 pytestmark = pytest.mark.computation
 
-Trained = Callable[[Spec], Result]
+#: held-out loss of the best abs-basic restart (measured ~1e-9; a restart that misses one
+#: feature's pair sits at 0.07)
+BASIC_LOSS = 1e-4
+#: fast tier (n=20, m=8): monosemantic neurons measured [8, 7-8, 3-6, 0-2, 0, 0, 0] over the
+#: densities, never a rise; a density/sparsity swap rises to 8 at the sparse end
+FAST_DENSE_MIN, FAST_SPARSE_MAX, FAST_RISE = 7, 2, 1
 
 
 def test_abs_value_basic(trained: Trained, claim: Claim) -> None:
-    """"Each feature gets a ReLU(x) and a ReLU(−x) neuron" (n=3, m=6, dense, inputs U[−1, 1],
+    """ "Each feature gets a ReLU(x) and a ReLU(−x) neuron" (n=3, m=6, dense, inputs U[−1, 1],
     target |x|)."""
     result = trained(ex.abs_basic())
     best = select.best_of(result)
@@ -33,52 +35,79 @@ def test_abs_value_basic(trained: Trained, claim: Claim) -> None:
     feature, weight = metrics.dominant_feature(W)
     per_feature = {i: np.sign(weight[feature == i]).astype(int).tolist() for i in range(W.shape[1])}
     ok = all(sorted(signs) == [-1, 1] for signs in per_feature.values())
-    claim.check(ok, what="signs of the dominant input weights of each feature's neurons",
-                measured=per_feature, bound="exactly one positive (ReLU(x)) and one negative (ReLU(-x)) "
-                "neuron per feature")
+    claim.check(
+        "relu_pairs",
+        ok,
+        what="signs of the dominant input weights of each feature's neurons",
+        measured=per_feature,
+        bound="exactly one positive (ReLU(x)) and one negative (ReLU(-x)) neuron per feature",
+    )
     mono = int(metrics.monosemantic_neurons(W).sum())
-    claim.check(mono == W.shape[0], what="monosemantic neurons", measured=mono, bound=f"all {W.shape[0]}")
+    claim.check(
+        "monosemantic",
+        mono == W.shape[0],
+        what="monosemantic neurons",
+        measured=mono,
+        bound=f"all {W.shape[0]}",
+    )
     loss = float(best.eval_loss[0])
-    claim.check(loss < BASIC_LOSS, what="held-out loss of the best restart", measured=loss,
-                bound=f"< {BASIC_LOSS} (predicting 0 costs n/3 = 1)")
+    claim.check(
+        "near_zero_loss",
+        loss < BASIC_LOSS,
+        what="held-out loss of the best restart",
+        measured=loss,
+        bound=f"< {BASIC_LOSS} (predicting 0 costs n/3 = 1)",
+    )
     claim.regress("eval_loss", loss, rtol=0.0, atol=1e-4)
-
-
-# measured 6e-10 to 1.5e-9 over seeds 0-4 (torch and numpy); a restart that misses one
-# feature's pair sits at 0.07
-BASIC_LOSS = 1e-4
 
 
 def _monosemantic_counts(result: Result) -> np.ndarray:
     return metrics.monosemantic_neurons(select.best_of(result).W).sum(axis=-1)
 
 
-def _check_sparsity(claim: Claim, counts: np.ndarray, m: int, dense_min: int, sparse_max: int,
-                    allowance: int) -> None:
+def _check_sparsity(
+    claim: Claim, counts: np.ndarray, m: int, dense_min: int, sparse_max: int, allowance: int
+) -> None:
     claim.record("density", ex.DENSITIES)
     claim.record("monosemantic", counts)
-    claim.check(counts[0] >= dense_min, what="monosemantic neurons at density 1", measured=int(counts[0]),
-                bound=f">= {dense_min} of {m}")
-    claim.check(counts[-1] <= sparse_max, what="monosemantic neurons at density 0.001",
-                measured=int(counts[-1]), bound=f"<= {sparse_max} of {m}")
+    claim.check(
+        "dense_monosemantic",
+        counts[0] >= dense_min,
+        what="monosemantic neurons at density 1",
+        measured=int(counts[0]),
+        bound=f">= {dense_min} of {m}",
+    )
+    claim.check(
+        "sparse_polysemantic",
+        counts[-1] <= sparse_max,
+        what="monosemantic neurons at density 0.001",
+        measured=int(counts[-1]),
+        bound=f"<= {sparse_max} of {m}",
+    )
     rises = int(np.max(counts[1:] - np.minimum.accumulate(counts)[:-1]))
-    claim.check(rises <= allowance, what="monosemantic count non-increasing as density falls (rise "
-                "above the running min)", measured=counts, bound=f"rise <= {allowance}")
+    claim.check(
+        "non_increasing",
+        rises <= allowance,
+        what="monosemantic count non-increasing as density falls (rise above the running min)",
+        measured=counts,
+        bound=f"rise <= {allowance}",
+    )
 
 
 def test_abs_value_sparsity(trained: Trained, claim: Claim) -> None:
-    """"As sparsity increases, neurons go from monosemantic to polysemantic" (fast tier: n=20,
+    """ "As sparsity increases, neurons go from monosemantic to polysemantic" (fast tier: n=20,
     m=8, I=0.8^i, the seven densities; the paper's n=100, m=40 is the slow variant)."""
     result = trained(ex.abs_sparsity())
     counts = _monosemantic_counts(result)
-    _check_sparsity(claim, counts, result.spec.m, dense_min=FAST_DENSE_MIN, sparse_max=FAST_SPARSE_MAX,
-                    allowance=FAST_RISE)
+    _check_sparsity(
+        claim,
+        counts,
+        result.spec.m,
+        dense_min=FAST_DENSE_MIN,
+        sparse_max=FAST_SPARSE_MAX,
+        allowance=FAST_RISE,
+    )
     claim.regress("best_eval_loss", select.best_of(result).eval_loss, rtol=0.02)
-
-
-# measured over seeds 0-4 (torch and numpy): [8, 7-8, 3-6, 0-2, 0, 0, 0], never a rise; a
-# density/sparsity swap would rise to 8 at the sparse end
-FAST_DENSE_MIN, FAST_SPARSE_MAX, FAST_RISE = 7, 2, 1
 
 
 @pytest.mark.slow

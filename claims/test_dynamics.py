@@ -8,21 +8,17 @@ Loss-curve regimes are found by :func:`toymodel.regimes.detect_regimes`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pytest
 
 from toymodel import geometry, metrics, select
-from toymodel.claim import Claim
+from toymodel.claim import Claim, Trained
 from toymodel.experiments import dynamics as ex
 from toymodel.regimes import Regimes, detect_regimes
 from toymodel.result import Result
-from toymodel.spec import Spec
 
 pytestmark = pytest.mark.dynamics
 
-Trained = Callable[[Spec], Result]
 
 #: detector settings for the octahedron run (loss logged every 20 steps, density 0.01): smoothing
 #: over 200 steps tames the SGD noise of single windows; a plateau moves by < 0.25 in log-loss
@@ -30,8 +26,14 @@ Trained = Callable[[Spec], Result]
 #: Calibrated on 16 runs (lr 1e-3 and 3e-4): the intermediate plateau is found in 8 of 8 runs at
 #: lr 3e-4, the final floor never counts as an event, and the result is stable for smoothing
 #: 100-400 steps and windows 200-400 steps.
-OCTAHEDRON_REGIMES = {"smooth": 200.0, "window": 400.0, "flat_tol": 0.25, "span_tol": 1.5,
-                      "min_plateau": 500.0, "min_drop": 1.0}
+OCTAHEDRON_REGIMES = {
+    "smooth": 200.0,
+    "window": 400.0,
+    "flat_tol": 0.25,
+    "span_tol": 1.5,
+    "min_plateau": 500.0,
+    "min_drop": 1.0,
+}
 
 
 def _regimes(result: Result, instance: int) -> Regimes:
@@ -50,12 +52,27 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
     pairs = geometry.pairs_of(partners)
     cos = metrics.cosines(W)
     claim.record("restarts_octahedron", int(np.sum(geometry.is_octahedron(result.W))))
-    claim.check(len(pairs) == 3, what="antipodal pairs (cos < -0.95)",
-                measured={"pairs": pairs, "cos": [float(cos[i, j]) for i, j in pairs]}, bound="3 pairs")
-    claim.check(all(i // 3 != j // 3 for i, j in pairs), what="each pair joins the two correlated sets",
-                measured=pairs, bound="one member from {0,1,2} and one from {3,4,5}")
-    claim.check(float(axis_cos) < 0.1, what="max |cos| between the pairs' axes", measured=float(axis_cos),
-                bound="< 0.1 (orthogonal: an octahedron)")
+    claim.check(
+        "three_pairs",
+        len(pairs) == 3,
+        what="antipodal pairs (cos < -0.95)",
+        measured={"pairs": pairs, "cos": [float(cos[i, j]) for i, j in pairs]},
+        bound="3 pairs",
+    )
+    claim.check(
+        "pairs_across_sets",
+        all(i // 3 != j // 3 for i, j in pairs),
+        what="each pair joins the two correlated sets",
+        measured=pairs,
+        bound="one member from {0,1,2} and one from {3,4,5}",
+    )
+    claim.check(
+        "orthogonal_axes",
+        float(axis_cos) < 0.1,
+        what="max |cos| between the pairs' axes",
+        measured=float(axis_cos),
+        bound="< 0.1 (orthogonal: an octahedron)",
+    )
 
     # The paper's "several distinct regimes": the initial descent, a plateau, a drop, the final
     # floor (too noisy at density 0.01 to pass as a plateau itself; the last drop is measured to
@@ -66,19 +83,34 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
     counts = [_regimes(result, k).count for k in range(result.spec.instances)]
     claim.record("events_per_restart", counts)
     claim.record("regimes_best", regimes.describe())
-    claim.check(regimes.count >= 1, what="plateau-then-drop events in the best run's loss curve",
-                measured={"events": regimes.count, "regimes": regimes.describe()},
-                bound=">= 1 (a plateau, then a fall of >= 1 in log-loss)")
+    claim.check(
+        "regimes",
+        regimes.count >= 1,
+        what="plateau-then-drop events in the best run's loss curve",
+        measured={"events": regimes.count, "regimes": regimes.describe()},
+        bound=">= 1 (a plateau, then a fall of >= 1 in log-loss)",
+    )
     last = regimes.events[-1]
-    claim.check(last.drop >= 2.0, what="the biggest stage: fall of the last event, in log-loss",
-                measured=last.drop, bound=">= 2 (the loss falls by more than 7x into the octahedron)")
+    claim.check(
+        "final_drop",
+        last.drop >= 2.0,
+        what="the biggest stage: fall of the last event, in log-loss",
+        measured=last.drop,
+        bound=">= 2 (the loss falls by more than 7x into the octahedron)",
+    )
     claim.regress("best_eval_loss", best.eval_loss, rtol=0.05)
 
     def draw_features(fig: object) -> None:
         ax = fig.add_subplot(1, 1, 1, projection="3d")  # type: ignore[attr-defined]
         for i in range(6):
-            ax.plot([0, W[0, i]], [0, W[1, i]], [0, W[2, i]], marker="o",
-                    color="tab:blue" if i < 3 else "tab:orange", label=f"{i} (set {i // 3})")
+            ax.plot(
+                [0, W[0, i]],
+                [0, W[1, i]],
+                [0, W[2, i]],
+                marker="o",
+                color="tab:blue" if i < 3 else "tab:orange",
+                label=f"{i} (set {i // 3})",
+            )
         ax.set_title("final W: octahedron, pairs across the sets", fontsize=8)
         ax.legend(fontsize=6)
 
@@ -135,14 +167,18 @@ def _top_drop_p_value(activity: np.ndarray, drops: np.ndarray, top: int) -> tupl
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "not reproduced in this setting (claims seed 0): after step 300, 83% (numpy) / 85% (torch) of "
-    "feature-intervals are still (|ΔD| < 0.02) and 13 / 15 intervals move a feature by >= 0.05, but "
-    "those moves carry only 7.5% / 10.6% of the total |ΔD| (bound 50%): read every 100 steps, the "
-    "features glide between levels over 500-1 000 steps rather than jump; at density 0.2 "
-    "(checkpoints every 250 steps to 10 000) no feature moved by 0.05 after step 2 000"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "not reproduced in this setting (claims seed 0): after step 300, 83% (numpy) / 85% (torch) of "
+        "feature-intervals are still (|ΔD| < 0.02) and 13 / 15 intervals move a feature by >= 0.05, but "
+        "those moves carry only 7.5% / 10.6% of the total |ΔD| (bound 50%): read every 100 steps, the "
+        "features glide between levels over 500-1 000 steps rather than jump; at density 0.2 "
+        "(checkpoints every 250 steps to 10 000) no feature moved by 0.05 after step 2 000"
+    ),
+)
 def test_energy_level_jumps(trained: Trained, claim: Claim) -> None:
-    """"Discrete 'energy level' jumps": during training, feature dimensionalities jump between
+    """ "Discrete 'energy level' jumps": during training, feature dimensionalities jump between
     discrete values rather than drifting, and the loss drops at the jumps (uniform superposition,
     ReLU output, importance 1, n=40, m=10, density 0.3: one run, read at 30 checkpoints, every
     100 steps to 3 000).
@@ -155,9 +191,11 @@ def test_energy_level_jumps(trained: Trained, claim: Claim) -> None:
     results = [trained(s) for s in ex.energy_checkpoints(ex.energy_run())]
     mismatch = _prefix_mismatch(results)
     if mismatch > 1e-6:
-        pytest.skip(f"the implementation's prefix runs are not one trajectory (loss curves differ by "
-                    f"{mismatch:.3g} relative): its init or data stream depends on the number of steps, "
-                    f"so checkpoints cannot be read from prefix runs")
+        pytest.skip(
+            f"the implementation's prefix runs are not one trajectory (loss curves differ by "
+            f"{mismatch:.3g} relative): its init or data stream depends on the number of steps, "
+            f"so checkpoints cannot be read from prefix runs"
+        )
     steps = np.array(ex.ENERGY_CHECKPOINTS, dtype=np.float64)
     D = metrics.feature_dimensionality(np.concatenate([r.W for r in results]))  # (K, n)
     keep = steps >= BURN_IN
@@ -168,12 +206,27 @@ def test_energy_level_jumps(trained: Trained, claim: Claim) -> None:
     jumps = int(np.sum(change >= JUMP))
     claim.record("jumps", jumps)
     claim.regress("final_eval_loss", results[-1].eval_loss, rtol=0.02)
-    claim.check(jumps >= 3, what=f"jumps |ΔD| >= {JUMP} after step {BURN_IN}", measured=jumps,
-                bound=">= 3 (something to test)")
-    claim.check(still >= 0.8, what=f"share of feature-intervals with |ΔD| < {STILL}", measured=still,
-                bound=">= 0.8 (features sit on levels)")
-    claim.check(jump_share >= 0.5, what=f"share of the total |ΔD| carried by jumps >= {JUMP}",
-                measured=jump_share, bound=">= 0.5 (discrete jumps, not drift)")
+    claim.check(
+        "jumps",
+        jumps >= 3,
+        what=f"jumps |ΔD| >= {JUMP} after step {BURN_IN}",
+        measured=jumps,
+        bound=">= 3 (something to test)",
+    )
+    claim.check(
+        "levels_still",
+        still >= 0.8,
+        what=f"share of feature-intervals with |ΔD| < {STILL}",
+        measured=still,
+        bound=">= 0.8 (features sit on levels)",
+    )
+    claim.check(
+        "jump_share",
+        jump_share >= 0.5,
+        what=f"share of the total |ΔD| carried by jumps >= {JUMP}",
+        measured=jump_share,
+        bound=">= 0.5 (discrete jumps, not drift)",
+    )
 
     longest = results[-1]
     spacing = steps[1] - steps[0]
@@ -191,9 +244,14 @@ def test_energy_level_jumps(trained: Trained, claim: Claim) -> None:
     claim.record("loss_drop_per_interval", drops)
     claim.record("still_share", still)
     claim.record("jump_share", jump_share)
-    claim.check(p <= 0.05, what=f"Σ|ΔD| in the {TOP_DROPS} intervals with the biggest loss drops vs random "
-                "intervals (permutation p-value)",
-                measured={"mean": observed, "median": float(np.median(activity)), "p": p}, bound="p <= 0.05")
+    claim.check(
+        "drops_at_jumps",
+        p <= 0.05,
+        what=f"Σ|ΔD| in the {TOP_DROPS} intervals with the biggest loss drops vs random "
+        "intervals (permutation p-value)",
+        measured={"mean": observed, "median": float(np.median(activity)), "p": p},
+        bound="p <= 0.05",
+    )
 
     def draw(fig: object) -> None:
         top, bottom = fig.subplots(2, 1, sharex=True)  # type: ignore[attr-defined]
