@@ -1,0 +1,170 @@
+"""Witnesses: for every check of every claim, a broken result (or a broken theory function) that
+the check rejects, so no check that cannot fail can land.
+
+A :class:`Witness` names a claim test, the key of one of its checks and how to break it: either a
+``trained`` function that serves, for each spec the claim asks for, the reference implementation's
+own result (trained once and cached, as the claims tier does) changed in one way, or a ``patch``
+that breaks a suite function for a theory-tier check. :func:`run_claim` runs the claim test with a
+:class:`toymodel.claim.Claim` that records every failed check instead of stopping at the first, so
+a witness shows not only that its check fails but which other checks fail with it: a witness is
+expected to fail its check alone (``also`` lists, with the reason in ``why``, the checks that
+cannot be separated from it), which is how a check that merely restates another is found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+
+from toymodel import implementations, select
+from toymodel.cache import ResultCache, default_cache_dir, fingerprint
+from toymodel.claim import Claim
+from toymodel.result import Result
+from toymodel.spec import Spec
+
+Loader = Callable[[Spec], Result]
+#: serves the result a claim sees for ``spec``, given the reference's own result loader
+Serve = Callable[[Spec, Loader], Result]
+
+
+@dataclass(frozen=True)
+class Witness:
+    """One broken input that a claim's check ``key`` must reject.
+
+    test: ``<module>::<function>`` of the claim test under ``toymodel.claims``; params: its
+    parametrised arguments; serve: the results it sees (None: the reference's, unchanged);
+    patch: breaks suite functions for theory checks; also: other checks it fails by necessity.
+    """
+
+    test: str
+    key: str
+    why: str
+    serve: Serve | None = None
+    patch: Callable[[pytest.MonkeyPatch], None] | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    also: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        args = ",".join(f"{v}" for v in self.params.values())
+        return f"{self.test.split('::')[1].removeprefix('test_')}{f'[{args}]' if args else ''}-{self.key}"
+
+
+def reference(spec: Spec) -> Result:
+    """The reference implementation's result for ``spec`` (seed 0), from the shared result cache
+    (trained on first use; the claims tier then reuses it)."""
+    impl = implementations.resolve(implementations.DEFAULT)
+    cache = ResultCache(default_cache_dir())
+    return cache.get_or_train(
+        spec,
+        implementations.DEFAULT,
+        fingerprint(impl),
+        lambda s: implementations.run(implementations.DEFAULT, s, impl),
+    )
+
+
+def claim_function(test: str) -> Callable[..., None]:
+    module, _, name = test.partition("::")
+    return getattr(importlib.import_module(f"toymodel.claims.{module}"), name)  # type: ignore[no-any-return]
+
+
+def claim_id(test: str) -> str:
+    fn = claim_function(test)
+    for mark in getattr(fn, "pytestmark", []):
+        if mark.name == "claim":
+            return str(mark.args[0])
+    return fn.__name__.removeprefix("test_")
+
+
+def is_theory(test: str) -> bool:
+    return any(m.name == "theory" for m in getattr(claim_function(test), "pytestmark", []))
+
+
+def run_claim(test: str, params: Mapping[str, Any], trained: Loader | None) -> Claim:
+    """Run a claim test with every check recorded (none raises); return its Claim."""
+    fn = claim_function(test)
+    claim = Claim(
+        id=claim_id(test),
+        implementation="witness",
+        seed=0,
+        collect=True,
+        tier="theory" if is_theory(test) else "implementation",
+    )
+    kwargs: dict[str, Any] = {"claim": claim, **params}
+    if "trained" in inspect.signature(fn).parameters:
+        kwargs["trained"] = trained if trained is not None else reference
+    try:
+        fn(**kwargs)
+    except (Exception, pytest.fail.Exception, pytest.xfail.Exception, pytest.skip.Exception) as exc:
+        claim.record("witness_stopped_by", f"{type(exc).__name__}: {exc}")
+    return claim
+
+
+# ----- ways to break a result ------------------------------------------------------------------
+
+
+def only(name: str, change: Callable[[Result], Result]) -> Serve:
+    """Apply ``change`` to the result of the spec whose ``name`` contains ``name``; serve every
+    other spec the reference's result unchanged."""
+
+    def serve(spec: Spec, load: Loader) -> Result:
+        result = load(spec)
+        return change(result) if name in spec.name else result
+
+    return serve
+
+
+def edit(result: Result, **arrays: np.ndarray) -> Result:
+    """A copy of ``result`` with whole fields replaced (float64, read-only like validate's)."""
+    clean = {}
+    for k, v in arrays.items():
+        arr = np.array(v, dtype=np.float64)
+        arr.setflags(write=False)
+        clean[k] = arr
+    return dataclasses.replace(result, **clean)
+
+
+def best_instance(result: Result, setting: int) -> int:
+    """The instance the claims select for ``setting`` (lowest suite held-out loss)."""
+    return int(select.best_of(result).instance[setting])
+
+
+def edit_best(
+    result: Result,
+    setting: int,
+    *,
+    W: np.ndarray | None = None,
+    b: np.ndarray | None = None,
+    W2: np.ndarray | None = None,
+) -> Result:
+    """Replace the weights of the selected restart of ``setting``, keeping it selected."""
+    k = best_instance(result, setting)
+    out = {}
+    for name, new in (("W", W), ("b", b), ("W2", W2)):
+        if new is not None:
+            arr = np.array(getattr(result, name), dtype=np.float64)
+            arr[k] = new
+            out[name] = arr
+    return edit(result, **out)
+
+
+def best_weights(result: Result, setting: int) -> tuple[np.ndarray, np.ndarray]:
+    """(W, b) of the selected restart of ``setting``, as writable copies."""
+    k = best_instance(result, setting)
+    return result.W[k].copy(), result.b[k].copy()
+
+
+def keep_only_selected(result: Result, setting: int, instance: int) -> Result:
+    """Make ``instance`` (of ``setting``) the selected restart by giving it the lowest loss."""
+    loss = np.array(result.eval_loss)
+    r = result.spec.restarts
+    block = slice(setting * r, (setting + 1) * r)
+    loss[instance] = loss[block].min() * 0.5
+    return edit(result, eval_loss=loss)

@@ -1,0 +1,7 @@
+"""Witnesses of the nonuniform section's checks (see ``witness_kit``)."""
+
+from __future__ import annotations
+
+from witness_kit import Witness
+
+WITNESSES: list[Witness] = []
