@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
+from scipy import stats
 
 from toymodel import adversarial, metrics, select
 from toymodel.claim import Claim, Trained
@@ -76,11 +76,8 @@ def test_l1_removes_superposition(trained: Trained, claim: Claim) -> None:
 
 
 IN_SUPERPOSITION = 0.1  # as in the superposition section
-# measured over seeds 0-4, torch and numpy (λ = 0, 0.03, 0.1, 0.3): ||W||_F^2 9.85-12.43,
-# 6.68-7.51, 3.70-4.54, 0.88-1.71 (never a rise); represented at λ = 0.1: 4-5; held-out loss
-# 1.13-1.49e-3, 2.29-3.01e-3, 5.50-7.97e-3, 15.9-23.0e-3. λ = 0.01 was dropped: its loss
-# (1.2-2.0e-3) overlaps the spread of the unpenalised model's local minima (best of 2), so "loss
-# non-decreasing" failed on seed 2.
+# ||W||_F^2 measured ~10-12, ~7, ~4, ~1 at λ = 0, 0.03, 0.1, 0.3 (never a rise); λ = 0.01 is not in
+# the sweep: its loss overlaps the spread of the unpenalised model's local minima (best of 2)
 F2_NOISE = 0.5
 LOSS_NOISE = 0.02
 
@@ -100,7 +97,7 @@ def test_adversarial_vulnerability(trained: Trained, claim: Claim) -> None:
         ]
     )
     per_dim = metrics.frobenius_sq(best.W) / spec.m
-    rho = float(spearmanr(vuln, per_dim).statistic)
+    slope, low = _trend(per_dim, vuln)
     claim.record("density", sup_ex.DENSITIES)
     claim.record("vulnerability", vuln)
     claim.record("features_per_dimension", per_dim)
@@ -120,10 +117,11 @@ def test_adversarial_vulnerability(trained: Trained, claim: Claim) -> None:
     )
     claim.check(
         "tracks_features_per_dimension",
-        rho > 0.8,
-        what="rank correlation of vulnerability with features per dimension ||W||_F^2/m",
-        measured={"spearman": rho, "features_per_dim": per_dim},
-        bound="> 0.8",
+        low > 0,
+        what="slope of log vulnerability on log features per dimension ||W||_F^2/m over the densities: "
+        "lower end of its 95% confidence interval",
+        measured={"slope": slope, "ci_low": low, "features_per_dim": per_dim},
+        bound="> 0 (vulnerability rises with features per dimension)",
     )
     claim.regress("vulnerability", vuln, rtol=0.02)
 
@@ -138,16 +136,21 @@ def test_adversarial_vulnerability(trained: Trained, claim: Claim) -> None:
     claim.figure("vulnerability", draw)
 
 
-# measured over seeds 0-4, torch and numpy: vulnerability at density 1 is 1.003-1.008; the maximum
-# 6.2-8.8; the rank correlation 0.68-0.96 (seed 4 fails: numpy 0.68, torch 0.71; seeds 0-3 >= 0.82).
-# With numpy's per-shard streams (2026-11-30) numpy at seed 0 fails too: 0.75, vulnerability 4.03 at
-# density 0.3 against 2.76 / 2.24 / 3.16 at 0.1 / 0.03 / 0.01, ||W||_F^2/m 1.52 there.
-# Torch at seeds 5-14 (2026-11-30): every check passes, rank correlation 0.82-0.96, but at 0.821 (the
-# least that passes) in 5 of 10. In 10 of the 11 torch runs at hand (seeds 0, 5-14) vulnerability
-# *falls* from density 0.3 to 0.1 to 0.03 (3.32-3.50, 2.64-2.96, 2.27-2.68; seed 5: 3.95, 2.96, 4.59)
-# while ||W||_F^2/m rises (1.39-1.41, 1.61-1.81, 1.98-2.04): the correlation rests on the two ends.
-# The correlation is the fragile part: at density 0.3 the inputs are dense enough that both members
-# of an antipodal pair are often active, so the worst attack does ~4x (a pair is 2 features per
-# dimension, squared) while ||W||_F^2/m is only ~1.4; it can outrank the 0.1 and 0.03 levels.
+# vulnerability at density 1 measured 1.003-1.008 and its maximum 6-9. It does not rise
+# monotonically with features per dimension: at density 0.3 both members of an antipodal pair are
+# often active, so the worst attack there outranks the 0.1 and 0.03 levels (CLAIMS.md, measured
+# departures); a 7-point rank correlation sat on the edge of its bound. "Tracks" is read as a
+# trend: the slope of log vulnerability on log features per dimension over the seven levels, whose
+# 95% confidence interval (t, 5 degrees of freedom) must lie above 0.
 DENSE_TOL = 0.05
 MAX_VULN = 3.0
+
+
+def _trend(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope of log y on log x and the lower end of its two-sided 95% t interval
+    (NaN when x does not vary: no trend can be read)."""
+    lx, ly = np.log(x), np.log(y)
+    if np.ptp(lx) < 1e-9:
+        return float("nan"), float("nan")
+    fit = stats.linregress(lx, ly)
+    return float(fit.slope), float(fit.slope - stats.t.ppf(0.975, lx.size - 2) * fit.stderr)
