@@ -240,8 +240,8 @@ def test_loss_curve_is_the_window_mean_of_step_losses() -> None:
     # the first point is the loss of the initial weights on the first batch of the documented stream
     stream = np.random.Generator(np.random.PCG64(data.seed_sequence(spec.seed, "numpy-train", 0)))
     x = Sampler(spec.density_array(per_instance=True), 32, stream).draw().transpose(0, 2, 1)
-    first = models.loss("relu_output", models.initial_weights(spec), x.astype(np.float64),
-                        spec.importance_array(per_instance=True))
+    start = models.initial_weights(spec, impl_numpy.INIT_STREAM)
+    first = models.loss("relu_output", start, x.astype(np.float64), spec.importance_array(per_instance=True))
     np.testing.assert_allclose(every_step[:, 0], first, rtol=1e-5)
 
 
@@ -325,7 +325,7 @@ def test_each_shard_draws_from_its_own_documented_stream() -> None:
     spec = small_spec(train=TrainConfig(steps=1, batch_size=64, log_every=1))
     first = train(spec, threads=2)["loss_curve"][:, 0]
     density = spec.density_array(per_instance=True)
-    weights = models.initial_weights(spec)
+    weights = models.initial_weights(spec, impl_numpy.INIT_STREAM)
     for k in range(spec.instances):
         stream = np.random.Generator(np.random.PCG64(data.seed_sequence(spec.seed, "numpy-train", k)))
         x = Sampler(density[k:k + 1], 64, stream).draw().transpose(0, 2, 1)

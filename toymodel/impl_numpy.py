@@ -3,7 +3,8 @@
 It trains every instance of a spec (settings x restarts, setting-major) as one batched program
 in float32, with the semantics the reference implementation has (CLAIMS.md, Conventions):
 
-- init from :func:`toymodel.models.initial_weights`; fresh data every step through
+- init from :func:`toymodel.models.initial_weights` on its own stream ``(seed, "numpy-init", k)``
+  (not the reference's: the two are independent samples at one seed); fresh data every step through
   :class:`Sampler` (equal in distribution to :func:`toymodel.data.sample`, one uniform per entry),
   shard k of the instances (below) drawing from the stream ``(seed, "numpy-train", k)``;
 - the loss of :func:`toymodel.models.loss` per instance (with the hidden L1 term), instances
@@ -41,6 +42,9 @@ from threadpoolctl import threadpool_limits
 from .data import seed_sequence
 from .models import initial_weights
 from .spec import FeatureGroup, Spec
+
+#: the init stream of this implementation (the reference's is "init")
+INIT_STREAM = "numpy-init"
 
 __all__ = ["SHARD_ENTRIES", "AdamW", "Sampler", "Trainer", "default_threads", "lr_factor", "shard_bounds",
            "train"]
@@ -339,8 +343,9 @@ def train(spec: Spec, *, threads: int | None = None) -> dict[str, Any]:
                 np.random.Generator(np.random.PCG64(seed_sequence(spec.seed, "numpy-train", k))),
                 groups=spec.groups, values=str(spec.values))
         for k, (a, b) in enumerate(bounds)]
-    trainer = Trainer(spec.model, initial_weights(spec), spec.importance_array(per_instance=True),
-                      spec.hidden_l1_array(per_instance=True), cfg.batch_size, shards=bounds)
+    trainer = Trainer(spec.model, initial_weights(spec, INIT_STREAM),
+                      spec.importance_array(per_instance=True), spec.hidden_l1_array(per_instance=True),
+                      cfg.batch_size, shards=bounds)
     opt = AdamW(trainer.theta.size, cfg.betas, cfg.eps, cfg.weight_decay)
     n_log = -(-steps // every)
     loss_steps = np.minimum(np.arange(1, n_log + 1) * every, steps)

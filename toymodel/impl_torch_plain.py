@@ -58,11 +58,13 @@ def fit(
     spec: Spec,
     data: Iterator[Tensor] | None = None,
     on_step: Callable[[int, dict[str, Tensor]], None] | None = None,
+    init_stream: str = "init",
 ) -> tuple[dict[str, Tensor], np.ndarray, np.ndarray]:
-    """Train with autograd + torch.optim.AdamW; same outputs as :func:`toymodel.impl_torch.fit`."""
+    """Train with autograd + torch.optim.AdamW; same outputs as :func:`toymodel.impl_torch.fit`
+    (from the reference's initial weights unless ``init_stream`` names another stream)."""
     dev = _device(spec)
     tc = spec.train
-    init = models.initial_weights(spec)
+    init = models.initial_weights(spec, init_stream)
     params = {k: torch.tensor(v, dtype=torch.float32, device=dev, requires_grad=True)
               for k, v in init.items()}
     opt = torch.optim.AdamW(list(params.values()), lr=tc.lr, betas=tc.betas, eps=tc.eps,
@@ -107,7 +109,7 @@ def fit(
 def train(spec: Spec) -> dict[str, Any]:
     """``--impl torch-plain``."""
     start = time.perf_counter()
-    p, steps, curve = fit(spec)
+    p, steps, curve = fit(spec, init_stream="plain-init")  # its own sample, not the reference's start
     params = {k: v.detach().cpu().double().numpy().copy() for k, v in p.items()}
     wall = time.perf_counter() - start
     return dict(

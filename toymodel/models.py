@@ -104,16 +104,19 @@ def eval_loss(spec: Spec, params: Mapping[str, np.ndarray]) -> np.ndarray:
     return eval_loss_and_se(spec, params)[0]
 
 
-def initial_weights(spec: Spec) -> dict[str, np.ndarray]:
+def initial_weights(spec: Spec, stream: str = "init") -> dict[str, np.ndarray]:
     """Initial parameters, float64: W (and W2) ~ N(0, resolved_init_std), b = 0.
 
-    Instance k draws from its own stream ``(seed, "init", k)``, so an instance's start does not
+    Instance k draws from its own stream ``(seed, stream, k)``, so an instance's start does not
     depend on how many others are trained beside it (only the std does, as in the notebook).
+    ``stream`` names the implementation's own streams: the reference uses ``"init"``, the other
+    bundled implementations their own, so that two implementations at one seed are two
+    independent samples, not one start trained twice.
     """
     std = spec.resolved_init_std()
     Ws, W2s = [], []
     for k in range(spec.instances):
-        rng = np.random.Generator(np.random.PCG64(seed_sequence(spec.seed, "init", k)))
+        rng = np.random.Generator(np.random.PCG64(seed_sequence(spec.seed, stream, k)))
         Ws.append(rng.normal(0.0, std, size=(spec.m, spec.n)))
         if spec.model == "abs":
             W2s.append(rng.normal(0.0, std, size=(spec.n, spec.m)))
