@@ -43,6 +43,7 @@ def test_l1_removes_superposition(trained: Trained, claim: Claim) -> None:
         what="||W||_F^2 without the penalty (superposition to remove)",
         measured=float(f2[0]),
         bound=f"> 1.5 m = {1.5 * m}",
+        lower=1.5 * m,
     )
     rises = float(np.max(f2[1:] - np.minimum.accumulate(f2)[:-1]))
     claim.check(
@@ -51,6 +52,8 @@ def test_l1_removes_superposition(trained: Trained, claim: Claim) -> None:
         what="||W||_F^2 non-increasing in λ (rise above the running min)",
         measured=f2,
         bound=f"rise <= {F2_NOISE}",
+        value=rises,
+        upper=F2_NOISE,
     )
     # superposition removed, not everything: some λ leaves ||W||_F^2 <= m (at most one feature per
     # dimension) while >= m - 1 features are still represented. (An L1 penalty does not charge an
@@ -70,6 +73,8 @@ def test_l1_removes_superposition(trained: Trained, claim: Claim) -> None:
         what="held-out loss non-decreasing in λ (drop below the running max)",
         measured=best.eval_loss,
         bound=f"drop <= {LOSS_NOISE:.0%} of the λ = 0 loss",
+        value=float(drops / best.eval_loss[0]),
+        upper=LOSS_NOISE,
     )
     claim.regress("frobenius_sq", f2, rtol=0.02, atol=0.05)
     claim.regress("eval_loss", best.eval_loss, rtol=0.01)
@@ -107,6 +112,8 @@ def test_adversarial_vulnerability(trained: Trained, claim: Claim) -> None:
         what="vulnerability at density 1 (no superposition)",
         measured=float(vuln[0]),
         bound=f"1 ± {DENSE_TOL}",
+        value=float(abs(vuln[0] - 1)),
+        upper=DENSE_TOL,
     )
     claim.check(
         "vulnerability_rises",
@@ -114,6 +121,8 @@ def test_adversarial_vulnerability(trained: Trained, claim: Claim) -> None:
         what="largest vulnerability over the densities",
         measured=vuln,
         bound=f">= {MAX_VULN} (the paper: > 3x)",
+        value=float(vuln.max()),
+        lower=MAX_VULN,
     )
     claim.check(
         "tracks_features_per_dimension",
@@ -122,6 +131,8 @@ def test_adversarial_vulnerability(trained: Trained, claim: Claim) -> None:
         "lower end of its 95% confidence interval",
         measured={"slope": slope, "ci_low": low, "features_per_dim": per_dim},
         bound="> 0 (vulnerability rises with features per dimension)",
+        value=low,
+        lower=0.0,
     )
     claim.regress("vulnerability", vuln, rtol=0.02)
 

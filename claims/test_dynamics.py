@@ -53,11 +53,17 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
     cos = metrics.cosines(W)
     claim.record("restarts_octahedron", int(np.sum(geometry.is_octahedron(result.W))))
     claim.check(
-        "three_pairs",
-        len(pairs) == 3,
-        what="antipodal pairs (cos < -0.95)",
-        measured={"pairs": pairs, "cos": [float(cos[i, j]) for i, j in pairs]},
-        bound="3 pairs",
+        "octahedron",
+        float(axis_cos) < 0.1,
+        what="three antipodal pairs (cos < -0.95) on orthogonal axes: max |cos| between the axes (NaN "
+        "unless there are exactly three pairs)",
+        measured={
+            "pairs": pairs,
+            "cos": [float(cos[i, j]) for i, j in pairs],
+            "axes_max_cos": float(axis_cos),
+        },
+        bound="< 0.1 (orthogonal: an octahedron)",
+        upper=0.1,
     )
     claim.check(
         "pairs_across_sets",
@@ -66,37 +72,25 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
         measured=pairs,
         bound="one member from {0,1,2} and one from {3,4,5}",
     )
-    claim.check(
-        "orthogonal_axes",
-        float(axis_cos) < 0.1,
-        what="max |cos| between the pairs' axes",
-        measured=float(axis_cos),
-        bound="< 0.1 (orthogonal: an octahedron)",
-    )
 
     # The paper's "several distinct regimes": the initial descent, a plateau, a drop, the final
     # floor (too noisy at density 0.01 to pass as a plateau itself; the last drop is measured to
-    # the final loss). Measured (seeds 0-4, both implementations): exactly one plateau-then-drop
-    # event in the best run (fall 2.1-3.8 in log-loss); over all restarts, 0-2 events, 2 in only
-    # 1 of 20 numpy restarts, so CLAIMS.md's proposed ">= 2 events" is not what these runs show.
+    # the final loss). One plateau-then-drop event is what these runs show in the best restart; two
+    # or more are rare (CLAIMS.md, measured departures).
     regimes = _regimes(result, int(best.instance[0]))
     counts = [_regimes(result, k).count for k in range(result.spec.instances)]
     claim.record("events_per_restart", counts)
     claim.record("regimes_best", regimes.describe())
+    last_drop = regimes.events[-1].drop if regimes.events else 0.0
     claim.check(
-        "regimes",
-        regimes.count >= 1,
-        what="plateau-then-drop events in the best run's loss curve",
-        measured={"events": regimes.count, "regimes": regimes.describe()},
-        bound=">= 1 (a plateau, then a fall of >= 1 in log-loss)",
-    )
-    last = regimes.events[-1]
-    claim.check(
-        "final_drop",
-        last.drop >= 2.0,
-        what="the biggest stage: fall of the last event, in log-loss",
-        measured=last.drop,
-        bound=">= 2 (the loss falls by more than 7x into the octahedron)",
+        "plateau_then_drop",
+        last_drop >= 2.0,
+        what="the best run's loss curve: a plateau, then a fall into the octahedron (last event's fall, "
+        "in log-loss; 0 without a plateau)",
+        measured={"events": regimes.count, "last_drop": last_drop, "regimes": regimes.describe()},
+        bound=">= 2 (a plateau, then a fall of more than 7x)",
+        value=last_drop,
+        lower=2.0,
     )
     claim.regress("best_eval_loss", best.eval_loss, rtol=0.05)
 
@@ -212,6 +206,7 @@ def test_energy_level_jumps(trained: Trained, claim: Claim) -> None:
         what=f"jumps |ΔD| >= {JUMP} after step {BURN_IN}",
         measured=jumps,
         bound=">= 3 (something to test)",
+        lower=3,
     )
     claim.check(
         "levels_still",
@@ -219,6 +214,7 @@ def test_energy_level_jumps(trained: Trained, claim: Claim) -> None:
         what=f"share of feature-intervals with |ΔD| < {STILL}",
         measured=still,
         bound=">= 0.8 (features sit on levels)",
+        lower=0.8,
     )
     claim.check(
         "jump_share",
@@ -226,6 +222,7 @@ def test_energy_level_jumps(trained: Trained, claim: Claim) -> None:
         what=f"share of the total |ΔD| carried by jumps >= {JUMP}",
         measured=jump_share,
         bound=">= 0.5 (discrete jumps, not drift)",
+        lower=0.5,
     )
 
     longest = results[-1]
@@ -251,6 +248,8 @@ def test_energy_level_jumps(trained: Trained, claim: Claim) -> None:
         "intervals (permutation p-value)",
         measured={"mean": observed, "median": float(np.median(activity)), "p": p},
         bound="p <= 0.05",
+        value=p,
+        upper=0.05,
     )
 
     def draw(fig: object) -> None:

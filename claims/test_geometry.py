@@ -77,6 +77,8 @@ def test_dims_per_feature_sticky(trained: Trained, claim: Claim, tier: ex.Tier) 
             what=f"D* at density 1 (restart {r})",
             measured=float(curve[0]),
             bound="[0.95, 1.05]",
+            lower=0.95,
+            upper=1.05,
         )
         length, start = _longest_run(np.abs(curve - 0.5) < HALF_TOL)
         claim.record(
@@ -94,6 +96,8 @@ def test_dims_per_feature_sticky(trained: Trained, claim: Claim, tier: ex.Tier) 
             what=f"consecutive levels with |D* - 1/2| < {HALF_TOL} (restart {r})",
             measured={"longest_run": length, "D*": curve},
             bound=">= 3",
+            value=length,
+            lower=3,
         )
         rise = float(np.max(curve - np.minimum.accumulate(curve)))
         claim.check(
@@ -102,6 +106,8 @@ def test_dims_per_feature_sticky(trained: Trained, claim: Claim, tier: ex.Tier) 
             what=f"D* non-increasing with sparsity: largest rise above the running minimum (restart {r})",
             measured={"rise": rise, "D*": curve},
             bound=f"<= {RISE_MAX}",
+            value=rise,
+            upper=RISE_MAX,
         )
     if tier == "fast":  # seed-to-seed spread per level up to ~0.07 where pairs turn into pentagons
         claim.regress("dims_per_feature", dstar, rtol=0.0, atol=0.08)
@@ -166,6 +172,8 @@ def test_dimensionality_fractions(trained: Trained, claim: Claim, tier: ex.Tier)
         what="a peak of the pooled D_i at 1/2",
         measured=table["1/2"],
         bound="count within ±0.005 >= 3 and >= 2x each flank (±0.0125)",
+        value=float(peaks.at_centre[0] / max(2 * peaks.left[0], 2 * peaks.right[0], 3)),
+        lower=1.0,
     )
     per_restart, found = [], []
     for r in range(dims.shape[1]):
@@ -188,6 +196,8 @@ def test_dimensionality_fractions(trained: Trained, claim: Claim, tier: ex.Tier)
         what="a restart whose D_i (all levels) peak at 3/4, 2/3, 2/5 or 3/8",
         measured={"restarts_with_a_peak": found, "per_restart": per_restart},
         bound="at least one restart",
+        value=len(found),
+        lower=1,
     )
     if tier == "fast":  # share of the pooled D_i within ±0.005 of each centre
         claim.regress("share_at_centres", peaks.at_centre / dims.size, rtol=0.0, atol=0.04)
@@ -229,6 +239,8 @@ def test_dimensionality_sums_to_m(trained: Trained, claim: Claim, tier: ex.Tier)
         what=f"levels with |D* - 1/2| < {HALF_TOL}",
         measured=dstar,
         bound="at least one",
+        value=int(on_half.sum()),
+        lower=1,
     )
     ratio = dims.sum(axis=-1)[on_half] / m
     claim.record("sum_dims_over_m", ratio)
@@ -240,6 +252,8 @@ def test_dimensionality_sums_to_m(trained: Trained, claim: Claim, tier: ex.Tier)
         what="Σ_i D_i / m where D* ≈ 1/2",
         measured=ratio,
         bound=">= 0.9",
+        value=float(ratio.min()) if ratio.size else 0.0,
+        lower=0.9,
     )
     if tier == "fast":
         claim.regress("sum_dims_over_m", dims.sum(axis=-1) / m, rtol=0.0, atol=0.005)
@@ -274,6 +288,8 @@ def test_polytope_dimensionalities(claim: Claim, name: str) -> None:
         what=f"feature dimensionalities of the ideal {name}",
         measured=dims,
         bound=f"{np.round(expected, 4).tolist()} within 1e-12",
+        value=err,
+        upper=1e-12,
     )
     claim.regress(name, dims, rtol=0.0, atol=1e-12)
     total = float(dims.sum())
@@ -283,4 +299,6 @@ def test_polytope_dimensionalities(claim: Claim, name: str) -> None:
         what=f"Σ_i D_i of the {name}",
         measured=total,
         bound=f"m = {W.shape[0]} within 1e-12",
+        value=abs(total - W.shape[0]),
+        upper=1e-12,
     )

@@ -68,14 +68,26 @@ def test_pentagon_baseline(trained: Trained, claim: Claim) -> None:
         what="a regular pentagon (max |gap - 72°|)",
         measured={"represented": shape.represented, "gap_error_deg": shape.gap_error},
         bound="5 represented, gaps 72° ± 5°",
+        value=float(shape.gap_error),
+        upper=5,
     )
-    claim.check("negative_biases", np.all(b < 0), what="biases", measured=b, bound="all < 0")
+    claim.check(
+        "negative_biases",
+        np.all(b < 0),
+        what="biases",
+        measured=b,
+        bound="all < 0",
+        value=float(b.max()),
+        upper=0.0,
+    )
     claim.check(
         "outside_unit_circle",
         np.all(norms > 1),
         what="||W_i|| (vertices outside the unit circle)",
         measured=norms,
         bound="all > 1",
+        value=float(norms.min()),
+        lower=1.0,
     )
     # the exact optimum from a regular pentagon: ||W_i|| = 1.135, b_i = -0.246; the best restart's
     # exact expected loss measured within 0.05% of it; 2% catches a model stopped far from the
@@ -89,6 +101,8 @@ def test_pentagon_baseline(trained: Trained, claim: Claim) -> None:
         what="exact expected loss of the best restart over the optimum's",
         measured=excess,
         bound="< 2%",
+        value=float(excess),
+        upper=0.02,
     )
     claim.regress("norms", np.sort(norms), rtol=1e-2)
     claim.regress("biases", np.sort(b), rtol=2e-2, atol=5e-3)
@@ -149,6 +163,9 @@ def test_pentagon_digon_transition(trained: Trained, claim: Claim, tier: ex.Tier
         what="trained: first level, going sparser, whose best-of-k is the square",
         measured=transition,
         bound=BRACKET,
+        value=transition,
+        lower=BRACKET[0],
+        upper=BRACKET[1],
     )
 
     def draw(fig: object) -> None:
@@ -215,6 +232,9 @@ def test_pentagon_digon_loss_crossover(trained: Trained, claim: Claim, tier: ex.
         "of square/pentagon - 1)",
         measured={"crossing": crossing, "sign_changes": changes},
         bound=f"one crossing, inside {BRACKET}",
+        value=crossing,
+        lower=BRACKET[0],
+        upper=BRACKET[1],
     )
     # each level's best-of-k loss against the lower exact minimum there (measured within 0.7%; a
     # single geometry's curve can sit higher when no restart reached its best form); 2% catches a
@@ -232,6 +252,7 @@ def test_pentagon_digon_loss_crossover(trained: Trained, claim: Claim, tier: ex.
         "minimum (pentagon or square), relative density <= 1",
         measured=excess,
         bound="< 2%",
+        upper=0.02,
     )
 
     def draw(fig: object) -> None:
@@ -262,6 +283,8 @@ def test_pentagon_digon_theory(claim: Claim) -> None:
         what="relative density where the square's exact minimum overtakes the pentagon's",
         measured=crossover,
         bound=BRACKET,
+        lower=BRACKET[0],
+        upper=BRACKET[1],
     )
     below, above = ex.theory_minima(crossover * 0.9), ex.theory_minima(crossover * 1.1)
     claim.check(

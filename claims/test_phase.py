@@ -94,6 +94,7 @@ def _mc_matches(claim: Claim, n: int) -> None:
         "points, every candidate (largest |z|)",
         measured=worst_z,
         bound="< 4 standard errors",
+        upper=4.0,
     )
     claim.check(
         "closed_forms_vs_expected_loss",
@@ -101,6 +102,7 @@ def _mc_matches(claim: Claim, n: int) -> None:
         what="closed forms vs the deterministic expected loss (largest relative difference)",
         measured=worst_exact,
         bound="< 1e-9",
+        upper=1e-9,
     )
 
 
@@ -121,6 +123,7 @@ def test_phase_n2_theory(claim: Claim) -> None:
         what="antipodal loss = its rival's at the boundary (largest relative gap)",
         measured=gap,
         bound="< 1e-12",
+        upper=1e-12,
     )
     eps = 1e-6
     below = theory.phase_map_n2(r, sb * (1 - eps))
@@ -184,6 +187,7 @@ def test_phase_n2_first_order_theory(claim: Claim) -> None:
         what="change of the optimal loss across the boundary over ±1e-7 (relative; continuity)",
         measured=max(steps),
         bound="< 1e-5",
+        upper=1e-5,
     )
     # antipodal side steeper: (1+r)s/3 vs r(1/3 - s/2) (r<1) or 1/3 - s/2 (r>1); smallest at the edges
     claim.check(
@@ -192,6 +196,8 @@ def test_phase_n2_first_order_theory(claim: Claim) -> None:
         what="relative jump of dL/ds at the boundary, (left - right) / max",
         measured=min(jumps),
         bound="> 0.5 in every row",
+        value=min(jumps),
+        lower=0.5,
     )
 
 
@@ -227,6 +233,7 @@ def test_phase_n2_first_order(trained: Trained, claim: Claim) -> None:
         what="rows with a clean trained boundary",
         measured=len(tj),
         bound=f">= {len(r) // 2}",
+        lower=len(r) // 2,
     )
     # jumps measured 1.1-2.6 per row (the theory's 1.1-2.6); a model without the antipodal phase has none
     claim.check(
@@ -235,6 +242,8 @@ def test_phase_n2_first_order(trained: Trained, claim: Claim) -> None:
         what="trained: jump of d log L / d log s across the boundary (below minus above)",
         measured=tj,
         bound="> 0.5 in every clean row",
+        value=float(np.min(tj)) if tj.size else float("nan"),
+        lower=0.5,
     )
     # against the same segments of the optimised-candidate theory (the median: a row whose trained
     # boundary sits one cell off the theory's compares different segments). Measured ~1e-4 for
@@ -246,6 +255,7 @@ def test_phase_n2_first_order(trained: Trained, claim: Claim) -> None:
         what="median |trained - theory| slope jump over the clean rows",
         measured=dev,
         bound="< 0.02",
+        upper=0.02,
     )
     claim.regress("median_trained_slope_jump", float(np.median(tj)), rtol=0.03)
 
@@ -318,6 +328,7 @@ def test_phase_n2_empirical(trained: Trained, claim: Claim, tier: ex.Tier) -> No
         what="agreement with the optimised-candidate map on cells >= 2 cells from its boundary",
         measured=agree["optimised"]["away"],
         bound=">= 0.95",
+        lower=0.95,
     )
     if tier == "fast":
         values = [agree[k][w] for k in ("optimised", "closed_form") for w in ("away", "all")]
@@ -348,6 +359,7 @@ def test_phase_n3_theory(claim: Claim) -> None:
         what="the two competing losses at the boundary (relative gap)",
         measured=float(gap.max()),
         bound="< 1e-12",
+        upper=1e-12,
     )
     eps = 1e-6
     below, above = theory.phase_map_n3(r, sb * (1 - eps)), theory.phase_map_n3(r, sb * (1 + eps))
@@ -441,6 +453,7 @@ def test_phase_n3_empirical(trained: Trained, claim: Claim, tier: ex.Tier) -> No
         what="r<1: agreement with the optimised-candidate map on cells >= 2 cells from its boundary",
         measured=agree["optimised"]["r<1_away"],
         bound=">= 0.95",
+        lower=0.95,
     )
     if tier == "fast":
         claim.regress(

@@ -39,6 +39,7 @@ def test_privileged_basis_regimes(trained: Trained, claim: Claim, tier: ex.Tier)
         what="monosemantic neurons at density 0.7",
         measured=int(mono[at]),
         bound="all 5",
+        lower=5,
     )
     # best of 8 per density measured [5, 5, 3, 0, 0]; best of 4 did not always find the mixed
     # regimes' lowest-loss geometry
@@ -49,6 +50,8 @@ def test_privileged_basis_regimes(trained: Trained, claim: Claim, tier: ex.Tier)
         what="monosemantic count non-increasing with sparsity (rise above the running min)",
         measured=mono,
         bound=f"rise <= {MONO_RISE}",
+        value=rises,
+        upper=MONO_RISE,
     )
     # best of 24: 10 features on pairs in most runs; an 8-pair restart can tie a 10-pair one on
     # held-out loss (0.1% apart), and then this fails: the claim's bound (>= 9) is kept
@@ -58,6 +61,7 @@ def test_privileged_basis_regimes(trained: Trained, claim: Claim, tier: ex.Tier)
         what=f"features on exactly two neurons at density {ex.PAIRS_DENSITY}",
         measured=int(on_two[-1]),
         bound=f">= {PAIRS_MIN} of 10",
+        lower=PAIRS_MIN,
     )
     if tier == "fast":
         best_loss = np.concatenate([select.best_of(regimes).eval_loss, select.best_of(pairs).eval_loss])
@@ -87,6 +91,7 @@ def test_privileged_basis_interpretable(trained: Trained, claim: Claim) -> None:
         what="monosemantic neurons, dense ReLU-hidden",
         measured=relu_mono,
         bound="all 5",
+        lower=5,
     )
     linear = trained(ex.linear_counterpart())
     projector = np.diag([1.0] * 5 + [0.0] * 5)
@@ -97,6 +102,8 @@ def test_privileged_basis_interpretable(trained: Trained, claim: Claim) -> None:
         what="max |WᵀW - P_top5| of the linear model, per restart",
         measured=off,
         bound=f"< {LINEAR_PROJECTOR_TOL} in every restart",
+        value=float(off.max()),
+        upper=LINEAR_PROJECTOR_TOL,
     )
     lin_mono = metrics.monosemantic_neurons(linear.W).sum(axis=-1)
     claim.record("linear_monosemantic_per_restart", lin_mono)
@@ -106,6 +113,8 @@ def test_privileged_basis_interpretable(trained: Trained, claim: Claim) -> None:
         what="monosemantic neurons of the linear model (median over restarts)",
         measured=lin_mono,
         bound=f"<= {LINEAR_MONO_MAX} of 5",
+        value=float(np.median(lin_mono)),
+        upper=LINEAR_MONO_MAX,
     )
     claim.regress(
         "dense_eval_loss", [best.eval_loss[ex.DENSITIES.index(1.0)], linear.eval_loss.min()], rtol=0.01

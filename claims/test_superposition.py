@@ -33,6 +33,8 @@ def _top_m_checks(claim: Claim, W: np.ndarray, b: np.ndarray, levels: tuple[floa
         what=f"||W_i|| of the top {m} features",
         measured=norms[:, :m],
         bound="within [0.95, 1.05] at every level",
+        value=float(np.abs(norms[:, :m] - 1).max()),
+        upper=0.05,
     )
     claim.check(
         "other_norms",
@@ -40,6 +42,8 @@ def _top_m_checks(claim: Claim, W: np.ndarray, b: np.ndarray, levels: tuple[floa
         what="||W_i|| of the other features",
         measured=norms[:, m:].max(axis=1),
         bound="< 0.05 at every level",
+        value=float(norms[:, m:].max()),
+        upper=0.05,
     )
     top = metrics.interference(W[:, :, :m])
     claim.check(
@@ -48,6 +52,7 @@ def _top_m_checks(claim: Claim, W: np.ndarray, b: np.ndarray, levels: tuple[floa
         what=f"max |WᵀW - diag| among the top {m}",
         measured=float(np.abs(top).max()),
         bound="< 0.05 (orthogonal)",
+        upper=0.05,
     )
     # an unlearned feature's best bias is its mean, density/2; the weakest features (I = 0.7^19)
     # barely move at density 0.001, hence the absolute allowance; a density/sparsity swap is off by ~0.5
@@ -60,6 +65,8 @@ def _top_m_checks(claim: Claim, W: np.ndarray, b: np.ndarray, levels: tuple[floa
         what="mean bias of the unlearned features",
         measured=mean_b,
         bound=f"density/2 = {dens / 2} within 25% + 2e-4",
+        value=float(np.max(np.abs(mean_b - dens / 2) / (0.25 * dens / 2 + 2e-4))),
+        upper=1.0,
     )
     learned_b = np.abs(b[:, :m]).max()
     claim.check(
@@ -68,6 +75,7 @@ def _top_m_checks(claim: Claim, W: np.ndarray, b: np.ndarray, levels: tuple[floa
         what="|b_i| of the learned features",
         measured=float(learned_b),
         bound="< 0.05 (zero)",
+        upper=0.05,
     )
 
 
@@ -111,9 +119,16 @@ def test_relu_superposition_grows(trained: Trained, claim: Claim) -> None:
         what="||W||_F^2 at density 1",
         measured=f2[0],
         bound="5 ± 0.2",
+        value=float(abs(f2[0] - 5)),
+        upper=0.2,
     )
     claim.check(
-        "sparse_frobenius", f2[-1] >= 12, what="||W||_F^2 at density 0.001", measured=f2[-1], bound=">= 12"
+        "sparse_frobenius",
+        f2[-1] >= 12,
+        what="||W||_F^2 at density 0.001",
+        measured=f2[-1],
+        bound=">= 12",
+        lower=12.0,
     )
     drops = np.maximum.accumulate(f2) - f2
     claim.check(
@@ -122,6 +137,8 @@ def test_relu_superposition_grows(trained: Trained, claim: Claim) -> None:
         what="||W||_F^2 non-decreasing with sparsity (drop below the running max)",
         measured=f2,
         bound=f"drop <= {F2_DROP}",
+        value=float(drops.max()),
+        upper=F2_DROP,
     )
     strong = (norms >= 0.9).sum(axis=1)
     orthogonal = ((norms > REPRESENTED) & (sup < IN_SUPERPOSITION)).sum(axis=1)
@@ -131,6 +148,8 @@ def test_relu_superposition_grows(trained: Trained, claim: Claim) -> None:
         what="features with ||W_i|| >= 0.9 per level",
         measured=strong,
         bound=f"{FIG_REPRESENTED.tolist()} ± 2 (figure)",
+        value=float(np.abs(strong - FIG_REPRESENTED).max()),
+        upper=2,
     )
     claim.check(
         "orthogonal_counts",
@@ -138,6 +157,8 @@ def test_relu_superposition_grows(trained: Trained, claim: Claim) -> None:
         what="represented features not in superposition per level",
         measured=orthogonal,
         bound=f"{FIG_ORTHOGONAL.tolist()} ± 2 (figure)",
+        value=float(np.abs(orthogonal - FIG_ORTHOGONAL).max()),
+        upper=2,
     )
     # the contrast: without the ReLU the extra features cost more interference than they are worth
     linear, _ = _best_W(trained(ex.sparsity_sweep("linear")))
@@ -150,6 +171,8 @@ def test_relu_superposition_grows(trained: Trained, claim: Claim) -> None:
         "the same data, at densities 1 and 0.001",
         measured=gained,
         bound=f"0 when dense, >= {LINEAR_GAIN} at density 0.001",
+        value=float(gained[-1]),
+        lower=LINEAR_GAIN,
     )
     claim.regress("frobenius_sq", f2, rtol=0.02, atol=0.05)
 
@@ -183,6 +206,7 @@ def test_antipodal_first(
         what="first density level with superposition",
         measured=level,
         bound="a sparse level (index >= 1), never the dense one",
+        lower=1,
     )
     Wl = W[level]
     norms, sup = metrics.feature_norms(Wl), metrics.superposition(Wl)
@@ -197,6 +221,8 @@ def test_antipodal_first(
         f"{ex.DENSITIES[level]} without an antipodal partner (cos < -0.9)",
         measured=unpaired,
         bound="none",
+        value=len(unpaired),
+        upper=0,
     )
     solo = np.flatnonzero((norms > REPRESENTED) & (sup <= IN_SUPERPOSITION))
     if spare_room:  # n=20, m=5: the most important features keep their own dimension (with m=2
@@ -230,6 +256,7 @@ def test_high_sparsity_interference(trained: Trained, claim: Claim) -> None:
             what=f"min superposition of represented features at density {density}",
             measured=float(sup[rep].min()),
             bound="> 0.5",
+            lower=0.5,
         )
         median_b = float(np.median(b[level, rep]))
         claim.check(
@@ -238,6 +265,8 @@ def test_high_sparsity_interference(trained: Trained, claim: Claim) -> None:
             what=f"median bias of the represented features at density {density}",
             measured={"median": median_b, "biases": np.sort(b[level, rep])},
             bound=f"< {SPARSE_BIAS}",
+            value=median_b,
+            upper=SPARSE_BIAS,
         )
         positive = metrics.interference(W[level])[np.ix_(rep, rep)].max()
         claim.check(
@@ -246,6 +275,7 @@ def test_high_sparsity_interference(trained: Trained, claim: Claim) -> None:
             what=f"largest positive interference at density {density}",
             measured=float(positive),
             bound="> 0.05",
+            lower=0.05,
         )
 
 
@@ -271,6 +301,8 @@ def test_intro_pentagon(trained: Trained, claim: Claim) -> None:
         what="cos(W_0, W_1) at density 1",
         measured=cos01,
         bound="|cos| < 0.1",
+        value=abs(cos01),
+        upper=0.1,
     )
     mid = geometry.describe_2d(W[1])
     cos = metrics.cosines(W[1])
@@ -281,6 +313,8 @@ def test_intro_pentagon(trained: Trained, claim: Claim) -> None:
         what="density 0.2: features 0-3 as two antipodal pairs",
         measured={"represented": mid.represented, "pairs": mid.pairs, "cos": pair_cos},
         bound="features (0,1,2,3) in 2 pairs with cos < -0.95",
+        value=max(pair_cos, default=1.0),
+        upper=-0.95,
     )
     claim.check(
         "mid_least_important_off",
@@ -288,6 +322,7 @@ def test_intro_pentagon(trained: Trained, claim: Claim) -> None:
         what="||W_4|| at density 0.2",
         measured=float(norms[1, 4]),
         bound="< 0.2",
+        upper=0.2,
     )
     sparse = geometry.describe_2d(W[2])
     claim.check(
@@ -296,6 +331,8 @@ def test_intro_pentagon(trained: Trained, claim: Claim) -> None:
         what="density 0.1: a regular pentagon (max |gap - 72°|)",
         measured={"represented": sparse.represented, "gap_error_deg": sparse.gap_error},
         bound="5 represented, gaps 72° ± 5°",
+        value=float(sparse.gap_error),
+        upper=5,
     )
     order = np.argsort(geometry.angles_2d(W[2]))
     G = metrics.gram(W[2])
@@ -393,4 +430,6 @@ def test_larger_model_rescaled(trained: Trained, claim: Claim) -> None:
         what="represented features not in superposition per level",
         measured=orthogonal,
         bound=f"{figure.tolist()} ± 20% (at least ± 1)",
+        value=float(np.max(np.abs(orthogonal - figure) - bound)),
+        upper=0,
     )

@@ -59,7 +59,7 @@ def test_first_feature(trained, claim):
     """Feature 0 is represented."""
     r = trained(SPEC)
     norm = float(metrics.feature_norms(r.W)[0, 0])
-    claim.check("norm0", norm > 0.5, what="||W_0||", measured=norm, bound="> 0.5")
+    claim.check("norm0", norm > 0.5, what="||W_0||", measured=norm, bound="> 0.5", lower=0.5)
     claim.regress("norm0", norm, rtol=1e-6)
 
 @pytest.mark.claim("renamed_claim")
@@ -92,7 +92,7 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def test_header_names_the_implementation(suite: pytest.Pytester) -> None:
-    res = suite.runpytest("--impl", "fakeimpl:good", "--regen-baselines")
+    res = suite.runpytest("--impl", "fakeimpl:good")
     res.stdout.fnmatch_lines(["*implementation under test = 'fakeimpl:good'*claims seed = 0*"])
     res.assert_outcomes(passed=3, skipped=1, xfailed=1)
 
@@ -109,11 +109,7 @@ def test_failure_is_one_line_with_measured_bound_impl_seed(suite: pytest.Pyteste
     ("fakeimpl:nan",
      "implementation 'fakeimpl:nan': result field 'W' holds a non-finite value (nan) at index (0, 0, 1)"),
     ("fakeimpl:boom", "implementation 'fakeimpl:boom' raised ZeroDivisionError on spec"),
-    ("fakeimpl:missing", "'fakeimpl' has no attribute 'missing'"),
-    ("fakeimpl:not_callable", "is not callable"),
-    ("nosuchmodule:train", "cannot import 'nosuchmodule'"),
-    ("jax", "unknown implementation 'jax'"),
-])
+])  # one that cannot even be loaded ends the run at its start: tests/test_faults.py
 def test_broken_implementations_fail_clearly(suite: pytest.Pytester, impl: str, message: str) -> None:
     res = suite.runpytest("--impl", impl, "-k", "first_feature")
     res.assert_outcomes(failed=1)
@@ -139,8 +135,7 @@ def test_xfails_file(suite: pytest.Pytester) -> None:
     res.assert_outcomes(xfailed=1)
     res.stdout.fnmatch_lines(["*WARNING*no_such_claim*"])
     # a declared failure that passes is reported (strict)
-    res = suite.runpytest("--impl", "fakeimpl:good", "--xfails-file", str(xf), "-k", "first_feature",
-                          "--regen-baselines")
+    res = suite.runpytest("--impl", "fakeimpl:good", "--xfails-file", str(xf), "-k", "first_feature")
     res.assert_outcomes(failed=1)
 
 
@@ -153,7 +148,9 @@ def test_report_json(suite: pytest.Pytester) -> None:
     by_id = {c["claim"]: c for c in data["claims"]}
     assert by_id["first_feature"]["verdict"] == "failed"
     assert by_id["first_feature"]["checks"][0] == {"key": "norm0", "what": "||W_0||", "passed": False,
-                                                   "measured": pytest.approx(0.02**0.5), "bound": "> 0.5"}
+                                                   "measured": pytest.approx(0.02**0.5), "bound": "> 0.5",
+                                                   "value": pytest.approx(0.02**0.5), "lower": 0.5,
+                                                   "upper": None}
     assert by_id["renamed_claim"]["verdict"] == "passed"
     assert by_id["renamed_claim"]["values"]["seed_used"] == 0
     assert len(by_id["first_feature"]["spec_hashes"]) == 1

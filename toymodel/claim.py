@@ -65,6 +65,11 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _is_number(value: Any) -> bool:
+    numeric = isinstance(value, (int, float, np.integer, np.floating))
+    return numeric and not isinstance(value, (bool, np.bool_))
+
+
 def _short(value: Any) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{float(value):.4g}"
@@ -96,13 +101,23 @@ class Claim:
     figures: list[str] = field(default_factory=list)
     regression: list[str] = field(default_factory=list)
 
-    def check(self, key: str, ok: bool | np.bool_, *, what: str, measured: Any, bound: Any) -> None:
-        """Assert one predicate of the claim (``key``: its stable name); record it either way."""
+    def check(self, key: str, ok: bool | np.bool_, *, what: str, measured: Any, bound: Any,
+              value: float | None = None, lower: float | None = None, upper: float | None = None) -> None:
+        """Assert one predicate of the claim (``key``: its stable name); record it either way.
+
+        ``measured`` and ``bound`` are what a reader sees; a numeric check also gives the one number
+        it compares, ``value`` (default: ``measured`` when that is a number), and its numeric
+        ``lower`` and/or ``upper`` bound, so that calibration can say how far correct
+        implementations land from the bound and reports can draw it.
+        """
         if not _KEY.match(key):
             raise ValueError(f"check key {key!r} of claim {self.id!r} must be snake_case")
         passed = bool(ok)
+        if value is None and _is_number(measured):
+            value = float(measured)
         self.checks.append({"key": key, "what": what, "passed": passed, "measured": jsonable(measured),
-                            "bound": jsonable(bound)})
+                            "bound": jsonable(bound), "value": jsonable(value), "lower": jsonable(lower),
+                            "upper": jsonable(upper)})
         if not passed and not self.collect:
             who = ("theory, no implementation involved" if self.tier == "theory" else
                    f"implementation {self.implementation!r}, claims seed {self.seed}")
