@@ -43,7 +43,7 @@ def test_abs_value_basic(trained: Trained, claim: Claim) -> None:
     claim.check(
         "near_zero_loss",
         loss < BASIC_LOSS,
-        what="held-out loss of the best restart (exact |x| takes a ReLU(x) and a ReLU(-x) neuron per feature)",
+        what="held-out loss of the best restart (exact |x| takes a ReLU(x) and ReLU(-x) neuron per feature)",
         measured=loss,
         bound=f"< {BASIC_LOSS} (predicting 0 costs n/3 = 1; a missed pair ~0.05)",
         upper=BASIC_LOSS,
