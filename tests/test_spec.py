@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -138,6 +139,38 @@ def test_hash_is_stable_across_sessions() -> None:
     assert spec.hash() == Spec.from_json(spec.to_json()).hash()
     assert len(spec.hash()) == 16
     assert Spec.from_dict(spec.to_dict()).to_json() == spec.to_json()
+
+
+def test_hash_is_pinned() -> None:
+    """Caches and baselines key on this digest: validation may tighten, the canonical JSON of a
+    valid spec may not change (value computed before the strict field checks)."""
+    spec = base(groups=(FeatureGroup("correlated", (0, 1)),), train=TrainConfig(steps=7, lr=1e-2))
+    assert spec.hash() == "7080fc7e8f99b060"
+
+
+def test_numpy_scalars_become_python_ones() -> None:
+    """A numpy count or rate is accepted and stored as the Python number it equals, so the spec
+    still serialises (``json`` takes no numpy scalars) and hashes like its plain twin."""
+    spec = base(n=np.int64(4), m=np.int32(2), seed=np.uint8(3), restarts=np.int64(2),
+                train=TrainConfig(steps=np.int64(7), lr=np.float32(0.5), weight_decay=np.float64(0.0)))
+    plain = base(seed=3, restarts=2, train=TrainConfig(steps=7, lr=0.5, weight_decay=0.0))
+    assert spec == plain and spec.to_json() == plain.to_json()
+    assert type(spec.n) is int and type(spec.train.steps) is int and type(spec.train.lr) is float
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"importance": [True, False, True, True]}, "importance"),
+    ({"density": ["0.1", "0.1", "0.1", "0.1"]}, "density"),
+    ({"hidden_l1": ["0.1"]}, "hidden_l1"),
+    ({"groups": (FeatureGroup("correlated", (0, 1)), 3)}, "groups[1]"),
+    ({"model": ["linear"]}, "model"),
+    ({"values": 1}, "values"),
+    ({"seed": 2**63}, "seed"),
+    ({"n": 2**63}, "n"),
+])
+def test_wrong_types_are_named(changes: dict[str, object], field: str) -> None:
+    with pytest.raises(SpecError, match=f"'{re.escape(field)}'"):
+        base(**changes)
 
 
 def test_replace_merges_train_changes() -> None:

@@ -5,6 +5,15 @@ the package version and a hash of the implementation's source file, so editing a
 implementation invalidates its entries. Safe when several processes (pytest-xdist workers)
 share the folder: a per-key lock file serialises training of the same key, and results are
 written to a temporary file and renamed into place.
+
+The cache never fails a run: a file that cannot be read (truncated, garbage, another spec's or
+implementation's) is retrained and replaced, a result that cannot be written (disk full, a folder
+turned read-only) is returned all the same, each said in one line through ``warn`` (stderr by
+default; the pytest plugin prints them in its summary, not as Python warnings, which
+``filterwarnings = error`` would turn into failures). Locks are ``flock`` locks, which the kernel
+drops when their process dies, so a killed run leaves a lock file but never a held lock; a lock
+that another live process holds longer than ``lock_timeout`` is given up on (said once), and the
+result trained without it (the rename keeps the file whole either way).
 """
 
 from __future__ import annotations
@@ -16,6 +25,9 @@ import inspect
 import json
 import os
 import re
+import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,7 +35,8 @@ from . import __version__
 from .result import Result, load, save
 from .spec import Spec
 
-__all__ = ["CACHE_ENV", "ResultCache", "default_cache_dir", "fingerprint"]
+__all__ = ["CACHE_ENV", "CacheDirError", "ResultCache", "cache_dir_source", "check_cache_dir",
+           "default_cache_dir", "fingerprint"]
 
 #: the environment variable that chooses the result cache's folder
 CACHE_ENV = "TOYMODEL_CACHE_DIR"
@@ -38,6 +51,44 @@ def default_cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "toymodel" / "results"
+
+
+def cache_dir_source() -> str:
+    """What chose :func:`default_cache_dir`, as the user would change it."""
+    for var in (CACHE_ENV, "XDG_CACHE_HOME"):
+        if os.environ.get(var):
+            return f"{var}={os.environ[var]}"
+    return "the default, ~/.cache/toymodel/results"
+
+
+class CacheDirError(Exception):
+    """The result cache folder cannot be created or written; the message says which and why."""
+
+
+def check_cache_dir(root: Path, source: str) -> None:
+    """Create ``root`` and write, then remove, a probe file in it; CacheDirError naming the folder,
+    what chose it (``source``, see :func:`cache_dir_source`) and the way out, otherwise."""
+    advice = f"set {CACHE_ENV} to a writable folder, or pass --no-cache"
+    where = f"result cache folder {root} (from {source})"
+    if root.exists() and not root.is_dir():
+        raise CacheDirError(f"{where} is a file, not a folder; {advice}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheDirError(f"{where} cannot be created ({exc.strerror or exc}); {advice}") from exc
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=root)
+        try:
+            os.write(fd, b"toymodel")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise CacheDirError(f"{where} is not writable ({exc.strerror or exc}); {advice}") from exc
+
+
+def _say(line: str) -> None:
+    print(f"toymodel WARNING: {line}", file=sys.stderr)
 
 
 def _package_imports(path: Path, package: Path) -> set[Path]:
@@ -97,26 +148,59 @@ def fingerprint(impl: Callable[..., object]) -> str:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, timeout: float | None, gave_up: Callable[[], None]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` inside the block; after ``timeout`` seconds (None or
+    0: wait for ever) of another process holding it, call ``gave_up`` and go on without it. A lock
+    file that cannot be opened (read-only folder) means no lock: the write will say so."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - non-POSIX: no cross-process lock
         yield
         return
-    with open(path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    try:
+        fh = open(path, "a+b")  # noqa: SIM115 - closed by the with below
+    except OSError:
+        yield
+        return
+    with fh:
+        held = True
+        if not timeout:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        else:
+            deadline, pause = time.monotonic() + timeout, 0.01
+            while True:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        held = False
+                        gave_up()
+                        break
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.5)
         try:
             yield
         finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            if held:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 class ResultCache:
-    """Results under ``root``; :meth:`get_or_train` trains at most once per key."""
+    """Results under ``root``; :meth:`get_or_train` trains at most once per key.
 
-    def __init__(self, root: str | os.PathLike[str]):
+    ``warn`` receives each one-line notice (unreadable file retrained, result not written, lock
+    given up on; default: printed to stderr); ``lock_timeout``: seconds to wait for another process
+    training the same key (None: for ever).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, warn: Callable[[str], None] | None = None,
+                 lock_timeout: float | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.warn = warn or _say
+        self.lock_timeout = lock_timeout
+        self._write_failed = False
 
     def key(self, spec: Spec, implementation: str, code: str) -> str:
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", implementation)[:60]
@@ -129,12 +213,33 @@ class ResultCache:
                      train: Callable[[Spec], Result]) -> Result:
         key = self.key(spec, implementation, code)
         path = self.path(key)
-        with _locked(self.root / f"{key}.lock"):
+        lock = self.root / f"{key}.lock"
+
+        def gave_up() -> None:
+            self.warn(f"waited {self.lock_timeout:g} s for {lock}, which another process holds (training "
+                      f"the same spec, or hung); trained without it")
+
+        with _locked(lock, self.lock_timeout, gave_up):
             if path.exists():
                 try:
-                    return load(path)
-                except Exception:  # a truncated or foreign file: retrain and overwrite
-                    path.unlink(missing_ok=True)
+                    return self._read(path, spec, implementation)
+                except Exception as exc:  # truncated, garbage or foreign: retrain and replace
+                    self.warn(f"cached result {path} could not be used ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:200]}); retrained it")
             result = train(spec)
-            save(result, path)
+            try:
+                save(result, path)
+            except Exception as exc:  # disk full, read-only: the caller keeps the result in memory
+                if not self._write_failed:
+                    self._write_failed = True
+                    self.warn(f"could not write trained results to the cache {self.root} "
+                              f"({type(exc).__name__}: {exc}); they are kept for this run only")
             return result
+
+    @staticmethod
+    def _read(path: Path, spec: Spec, implementation: str) -> Result:
+        result = load(path)
+        if result.spec.hash() != spec.hash() or result.implementation != implementation:
+            raise ValueError(f"it holds spec {result.spec.hash()} of implementation "
+                             f"{result.implementation!r}, not spec {spec.hash()} of {implementation!r}")
+        return result

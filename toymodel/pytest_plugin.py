@@ -12,6 +12,21 @@ Options:
                               by pytest, tox and ``toymodel-claims``)
     --xfails-file PATH        claim ids expected to fail for this implementation, one per line
     --claims-report PATH      write a JSON report (and PNG figures beside it)
+    --train-timeout SECONDS   time limit of one training (default 1800; none when -m selects slow;
+                              0: none); a training past it fails its claims with one line
+
+Options are checked before any test runs, and a bad one ends the run with one line and exit
+status 2 (pytest's ``Exit: toymodel: ...``): numbers out of range (a seed below 0), an unreadable
+``--xfails-file``, a ``--claims-report`` or ``--baselines-dir`` that cannot be used, a result
+cache folder that cannot be created or written (named with the variable that chose it), and
+``--regen-baselines`` with anything but the reference implementation at claims seed 0. The
+implementation is imported then too when it is named (``--impl`` or ``$TOYMODEL_IMPL``): an
+unknown name, an import error, a missing attribute or a non-callable ends the run the same way.
+The default one is imported after collection, and only when a collected test trains (uses
+``trained``): ``pytest tests`` loads this plugin as well, and must neither fail where torch is not
+installed nor load and check an implementation it does not use. A ``module:attr`` whose module
+is not on ``sys.path`` is also looked for in the folder pytest was started in, as
+``python -m pytest`` would.
 
 Fixtures: ``trained(spec) -> Result`` (cached, validated, scored by the suite, reseeded),
 ``claim`` (a :class:`toymodel.claim.Claim` for the test's claim id), ``impl_name``, ``claims_seed``.
@@ -20,15 +35,20 @@ A claim test's id is its function name without ``test_`` (or ``@pytest.mark.clai
 Tests marked ``slow`` are skipped unless the ``-m`` expression names ``slow``. Tests marked
 ``theory`` train nothing: they check the suite's closed forms and geometry, are reported in a
 section of their own and never count as verdicts on the implementation. A broken implementation
-(an exception, a result that breaks the contract) fails every claim that needs it, even a claim
-declared as an expected failure.
+(an exception, ``SystemExit`` included, a result that breaks the contract, a training past the time
+limit) fails every claim that needs it, even a claim declared as an expected failure, with one
+line per claim (the full traceback with ``-v`` or ``--tb=long``). Cache faults (an unreadable file
+retrained, a result that could not be written) never fail a test: each is one warning line in the
+summary.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+import traceback
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -37,9 +57,24 @@ import pytest
 
 from . import __version__
 from .baselines import BaselineError, BaselineStore
-from .cache import ResultCache, default_cache_dir, fingerprint
+from .cache import (
+    CacheDirError,
+    ResultCache,
+    cache_dir_source,
+    check_cache_dir,
+    default_cache_dir,
+    fingerprint,
+)
 from .claim import Claim, ClaimFailure, jsonable
-from .implementations import DEFAULT, ImplementationError, resolve, run, selected_name
+from .implementations import (
+    DEFAULT,
+    ENV_VAR,
+    ImplementationError,
+    resolve,
+    run,
+    selected_name,
+    selection_source,
+)
 from .result import ContractError, Result, eval_loss_disagreement
 from .spec import Spec
 
@@ -55,14 +90,23 @@ class ImplementationFailure(Exception):
 
 
 _ONE_LINE = (ClaimFailure, BaselineError, ContractError, ImplementationError, ImplementationFailure)
+#: --claims-seed lies in [0, SEED_LIMIT): every spec's own seed plus it stays a 32-bit seed
+SEED_LIMIT = 2**31
+#: --train-timeout's default, seconds (the fast tier's longest training takes minutes)
+TRAIN_TIMEOUT = 1800.0
+
+
+class OptionError(Exception):
+    """An option or setting that cannot work: the run ends before any test, with this one line
+    and exit status 2."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("toymodel", "toymodel claims suite")
     group.addoption("--impl", default=None, metavar="NAME|module:attr",
                     help="implementation under test (default: $TOYMODEL_IMPL, else 'torch')")
-    group.addoption("--claims-seed", type=int, default=0, metavar="N",
-                    help="base seed added to every claim's spec seeds (default 0)")
+    group.addoption("--claims-seed", default="0", metavar="N",
+                    help=f"base seed added to every claim's spec seeds, 0 to {SEED_LIMIT - 1} (default 0)")
     group.addoption("--regen-baselines", action="store_true",
                     help="rewrite the regression baselines from this run")
     group.addoption("--baselines-dir", default=None, metavar="PATH", help="folder of baselines/*.json")
@@ -70,15 +114,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--xfails-file", default=None, metavar="PATH",
                     help="claim ids expected to fail for this implementation (one per line, # comments)")
     group.addoption("--claims-report", default=None, metavar="PATH", help="write a JSON claims report here")
+    group.addoption("--train-timeout", default=None, metavar="SECONDS",
+                    help=f"time limit of one training (default {TRAIN_TIMEOUT:g}; none when -m selects "
+                         "slow; 0: none)")
 
 
 class SuiteState:
     """Per-session state: the implementation, the caches, and the collected claim records."""
 
     def __init__(self, config: pytest.Config):
+        """Check every option (OptionError on the first that cannot work) and, when it is named,
+        import the implementation."""
         self.config = config
-        self.impl_name = selected_name(config.getoption("--impl"))
-        self.seed = int(config.getoption("--claims-seed"))
+        option = config.getoption("--impl")
+        self.impl_name = selected_name(option)
+        self.impl_source = selection_source(option)
+        self.seed = _int_option("--claims-seed", config.getoption("--claims-seed"), 0, SEED_LIMIT - 1,
+                                "the base seed added to every claim's spec seeds")
+        self.train_timeout = _train_timeout(config)
         self.regen = bool(config.getoption("--regen-baselines"))
         self.no_cache = bool(config.getoption("--no-cache"))
         self._impl: Callable[[Spec], Any] | None = None
@@ -88,17 +141,56 @@ class SuiteState:
         self.records: list[dict[str, Any]] = []
         #: one line per spec whose reported held-out losses the suite's recomputation contradicts
         self.notices: dict[str, str] = {}
+        #: cache faults (a file retrained, a result not written), each said once in the summary
+        self.warnings: dict[str, None] = {}
+        if self.regen and (not self.is_reference or self.seed != 0):
+            why = [f"this run tests implementation {self.impl_name!r} ({self.impl_source})"] if (
+                not self.is_reference) else []
+            why += [f"--claims-seed is {self.seed}"] if self.seed != 0 else []
+            raise OptionError(f"--regen-baselines rewrites the reference implementation's own numbers "
+                              f"('{DEFAULT}', claims seed 0), and {' and '.join(why)}: nothing would be "
+                              "written; drop --regen-baselines, or regenerate with the reference at seed 0")
         self.xfail_ids, self.unknown_xfails = self._read_xfails(config.getoption("--xfails-file"))
         report = config.getoption("--claims-report")
-        self.report_path = Path(report) if report else None
+        self.report_path = _writable_file("--claims-report", Path(report)) if report else None
         self.baselines = BaselineStore(self._baselines_dir(config), regen=self.regen)
-        self.cache = None if self.no_cache else ResultCache(default_cache_dir())
+        self.cache = None if self.no_cache else self._open_cache()
+        if option or os.environ.get(ENV_VAR):
+            self.load_implementation()
+
+    def _open_cache(self) -> ResultCache:
+        root = default_cache_dir()
+        try:
+            check_cache_dir(root, cache_dir_source())
+        except CacheDirError as exc:
+            raise OptionError(str(exc)) from None
+        return ResultCache(root, warn=self.warn, lock_timeout=self.train_timeout or None)
+
+    def warn(self, line: str) -> None:
+        """Note a cache fault once; printed in the terminal summary."""
+        self.warnings.setdefault(line, None)
+
+    def load_implementation(self) -> None:
+        """Import the implementation now; OptionError (naming what chose it) if it cannot be."""
+        try:
+            self._impl = resolve(self.impl_name, search_path=str(self.config.invocation_params.dir))
+        except ImplementationError as exc:
+            if _full_tracebacks(self.config) and exc.__cause__ is not None:
+                traceback.print_exception(exc.__cause__, file=sys.stderr)
+            text = str(exc).removeprefix(f"implementation {self.impl_name!r}: ")  # the source names it
+            raise OptionError(f"{self.impl_source}: {text}") from None
 
     @staticmethod
     def _baselines_dir(config: pytest.Config) -> Path:
         explicit = config.getoption("--baselines-dir")
         if explicit:
-            return Path(explicit)
+            path = Path(explicit)
+            if path.exists() and not path.is_dir():
+                raise OptionError(f"--baselines-dir {explicit}: is a file, not a folder")
+            if not path.exists() and not config.getoption("--regen-baselines"):
+                raise OptionError(f"--baselines-dir {explicit}: no such folder "
+                                  "(--regen-baselines creates it)")
+            return path
         local = Path(config.rootpath) / "baselines"
         if local.is_dir():
             return local
@@ -111,8 +203,9 @@ class SuiteState:
             return {}, []
         try:
             lines = Path(path).read_text().splitlines()
-        except OSError as exc:
-            raise pytest.UsageError(f"--xfails-file {path}: cannot read it ({exc})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise OptionError(f"--xfails-file {path}: cannot read it ({reason})") from None
         ids: dict[str, str] = {}
         for line in lines:
             text = line.split("#", 1)[0].strip()
@@ -121,20 +214,26 @@ class SuiteState:
         return ids, []
 
     @property
+    def loaded(self) -> bool:
+        """Whether the implementation is imported (at the start when named, else after collection)."""
+        return self._impl is not None
+
+    @property
     def is_reference(self) -> bool:
         return self.impl_name == DEFAULT
 
     def implementation(self) -> Callable[[Spec], Any]:
         if self._impl_error is not None:
             raise self._impl_error
-        if self._impl is None:
+        if self._impl is None:  # a test that asks for `trained` only at run time
             try:
-                self._impl = resolve(self.impl_name)
+                self._impl = resolve(self.impl_name, search_path=str(self.config.invocation_params.dir))
             except ImplementationError as exc:
                 self._impl_error = exc
                 raise
-            # once, for the code this process actually imported (an edit made later in the
-            # session must not label results of the old code with the new code's hash)
+        if not self._code:
+            # once, at the first training, for the code this process imported (an edit made later
+            # in the session must not label results of the old code with the new code's hash)
             self._code = fingerprint(self._impl)
         return self._impl
 
@@ -149,7 +248,7 @@ class SuiteState:
         impl = self.implementation()
 
         def fresh(s: Spec) -> Result:
-            return run(self.impl_name, s, impl)
+            return run(self.impl_name, s, impl, timeout=self.train_timeout or None)
 
         if self.cache is not None:
             result = self.cache.get_or_train(spec, self.impl_name, self._code, fresh)
@@ -166,6 +265,54 @@ def _state(config: pytest.Config) -> SuiteState:
     return config.stash[_STATE_KEY]
 
 
+def _int_option(option: str, raw: object, lo: int, hi: int, what: str) -> int:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:
+        raise OptionError(f"{option} {raw}: must be an integer from {lo} to {hi} ({what})")
+    return value
+
+
+def _train_timeout(config: pytest.Config) -> float:
+    """Seconds one training may take (0: no limit): the option, else TRAIN_TIMEOUT, else none
+    when the -m expression selects the paper-scale tier."""
+    raw = config.getoption("--train-timeout")
+    if raw is None:
+        marks = config.getoption("-m") or ""
+        return 0.0 if "slow" in marks and "not slow" not in marks else TRAIN_TIMEOUT
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise OptionError(f"--train-timeout {raw}: must be a number of seconds >= 0 (0: no limit)")
+    return value
+
+
+def _writable_file(option: str, path: Path) -> Path:
+    """``path`` if a file can be written there (its folder is created now); else OptionError."""
+    if path.is_dir():
+        raise OptionError(f"{option} {path}: is a folder; give a file name, e.g. {path / 'report.json'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OptionError(f"{option} {path}: its folder cannot be created ({exc.strerror or exc})") from None
+    if not os.access(path.parent, os.W_OK):
+        raise OptionError(f"{option} {path}: its folder {path.parent} is not writable")
+    return path
+
+
+def _full_tracebacks(config: pytest.Config) -> bool:
+    """-v or --tb=long/native: the user asked for tracebacks, so failures keep pytest's report."""
+    return config.getoption("verbose") > 0 or config.getoption("tbstyle") in ("long", "native")
+
+
+def _trains(item: pytest.Item) -> bool:
+    return "trained" in getattr(item, "fixturenames", ()) and item.get_closest_marker("skip") is None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: paper-scale claims; skipped unless -m selects 'slow'")
     config.addinivalue_line("markers", "gpu: needs CUDA; skipped without it")
@@ -173,22 +320,38 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "claim(id): the claim id of a test, when not its name")
     for section in SECTIONS:
         config.addinivalue_line("markers", f"{section}: claims of the paper's section '{section}'")
-    config.stash[_STATE_KEY] = SuiteState(config)
+    if config.getoption("help", False) or config.getoption("version", False):
+        return  # pytest --help / --version: nothing to check
+    try:
+        config.stash[_STATE_KEY] = SuiteState(config)
+    except OptionError as exc:
+        pytest.exit(f"toymodel: {exc}", returncode=2)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Import the default implementation when a collected test trains (see the module docstring)."""
+    st = session.config.stash.get(_STATE_KEY, None)
+    if st is None or st.loaded or not any(_trains(item) for item in session.items):
+        return
+    try:
+        st.load_implementation()
+    except OptionError as exc:
+        pytest.exit(f"toymodel: {exc}", returncode=2)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     st = _state(config)
+    limit = f"{st.train_timeout:g} s" if st.train_timeout else "none"
     lines = [f"toymodel {__version__}: implementation under test = {st.impl_name!r}, claims seed = "
              f"{st.seed}, result cache = {st.cache.root if st.cache else 'off'}, "
-             f"baselines = {st.baselines.root}{' (regenerating)' if st.regen else ''}"]
+             f"baselines = {st.baselines.root}{' (regenerating)' if st.regen else ''}, "
+             f"time limit per training = {limit}"]
     if st.xfail_ids:
         lines.append(f"toymodel: {len(st.xfail_ids)} claim(s) declared as known failures")
     import importlib.util
 
-    if st.is_reference and importlib.util.find_spec("torch") is None:  # said once, before any test
-        lines.append(f"toymodel: implementation {st.impl_name!r} needs torch, which is not installed: "
-                     "pip install 'toymodel[torch]'")
-    elif st.is_reference:
+    # without torch, a run that trains with the reference stops after collection with one line
+    if st.is_reference and importlib.util.find_spec("torch") is not None:
         from . import fused
 
         if not fused.available():
@@ -210,6 +373,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     run_slow = "slow" in (config.getoption("-m") or "")
     skip_slow = pytest.mark.skip(reason="slow tier: select it with -m slow")
     skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    # asked of torch at every collection, as before: importing torch later, first inside a pytester
+    # in-process run, lets pytester unload it, and the next run's re-import of its C extension
+    # crashes the interpreter
     cuda = _cuda_available()
     seen: set[str] = set()
     for item in items:
@@ -267,7 +433,7 @@ def trained(request: pytest.FixtureRequest) -> Callable[[Spec], Result]:
         try:
             result = st.train(spec)
         except (ImplementationError, ContractError) as exc:
-            raise ImplementationFailure(str(exc)) from None
+            raise ImplementationFailure(str(exc)) from exc  # the chain shows with -v / --tb=long
         claim: Claim | None = request.node.stash.get(_CLAIM_KEY, None)
         if claim is not None:
             claim.uses(result.spec.hash())
@@ -316,14 +482,28 @@ def pytest_runtest_makereport(
         record.update({"test": item.nodeid, "verdict": verdict,
                        "message": str(error).splitlines()[0] if error is not None and str(error) else ""})
         st.records.append(record)
-    if report.failed and isinstance(error, _ONE_LINE):
-        report.longrepr = f"{item.nodeid}: {error}"  # the message says it all
+    if report.failed and isinstance(error, _ONE_LINE) and not _full_tracebacks(item.config):
+        report.longrepr = _OneLine(f"{item.nodeid}: {error}")  # type: ignore[assignment]
     return report
+
+
+class _OneLine:
+    """A failure reported as one line: the message says it all. Without a ``reprcrash`` pytest's
+    short summary names the test and does not repeat the line; ``str`` is what xdist carries."""
+
+    def __init__(self, line: str):
+        self.line = line
+
+    def toterminal(self, tw: Any) -> None:
+        tw.line(self.line)
+
+    def __str__(self) -> str:
+        return self.line
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     st = config.stash.get(_STATE_KEY, None)
-    if st is None or not (st.records or st.notices or st.regen):
+    if st is None or not (st.records or st.notices or st.regen or st.warnings):
         return
     terminalreporter.write_sep("=", f"toymodel: implementation {st.impl_name!r}, claims seed {st.seed}")
     impl = _summary([r for r in st.records if r.get("tier") != "theory"])
@@ -335,6 +515,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                                     + _counts(theory))
     for line in st.notices.values():
         terminalreporter.write_line(f"NOTE: {line}", yellow=True)
+    for line in st.warnings:
+        terminalreporter.write_line(f"toymodel WARNING: {line}", yellow=True)
     if st.regen:
         changes = st.baselines.changes
         terminalreporter.write_line(f"--regen-baselines wrote {len(changes)} change(s) to {st.baselines.root}"
@@ -359,6 +541,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     theory = [r for r in st.records if r.get("tier") == "theory"]
     payload = {"toymodel": __version__, "implementation": st.impl_name, "claims_seed": st.seed,
                "unknown_xfail_ids": st.unknown_xfails, "notices": list(st.notices.values()),
+               "warnings": list(st.warnings),
                "summary": _summary(claims), "claims": claims,
                "theory_summary": _summary(theory), "theory": theory}
     path.write_text(json.dumps(jsonable(payload), indent=2) + "\n")

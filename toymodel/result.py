@@ -13,9 +13,11 @@ with the recomputation (:func:`eval_loss_disagreement`), never used for a verdic
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,17 +215,28 @@ def save(result: Result, path: str | Path) -> None:
               "meta": dict(result.meta)}
     buf = io.BytesIO()
     np.savez(buf, header=np.array(json.dumps(header, default=str)), **arrays)
-    tmp = path.with_name(f".{path.name}.{id(buf)}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(buf)}.tmp")
+    try:
+        tmp.write_bytes(buf.getvalue())
+        tmp.replace(path)
+    except BaseException:  # a failed write (disk full) leaves no partial file behind
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def load(path: str | Path) -> Result:
     """Read a result written by :func:`save`; the arrays are re-checked against the contract
     (the stored suite losses are trusted: :func:`save` wrote what :func:`validate` computed)."""
-    with np.load(Path(path), allow_pickle=False) as f:
-        header = json.loads(str(f["header"]))
-        data: dict[str, Any] = {k: f[k] for k in f.files if k != "header"}
+    # the file is opened here so that it is closed whatever np.load makes of it (np.load leaks the
+    # handle of a file it cannot read as a zip archive)
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":  # np.load would try it as .npy or pickle data
+            raise ValueError(f"{Path(path).name} is not a result archive (an .npz zip file)")
+        fh.seek(0)
+        with np.load(fh, allow_pickle=False) as f:
+            header = json.loads(str(f["header"]))
+            data: dict[str, Any] = {k: f[k] for k in f.files if k != "header"}
     spec = Spec.from_dict(header["spec"])
     implementation = str(header.get("implementation", "unknown"))
     who = f"stored result {Path(path).name}"

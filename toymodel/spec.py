@@ -10,17 +10,26 @@ For a correlated group, all members share one zero mask drawn with the group's d
 anticorrelated group, the group is active with its density and then exactly one uniformly
 chosen member carries the value (marginal density ``density / k``). Members of a group must have
 equal densities in every setting.
+
+Every field is checked on construction, from Python or from JSON: a missing, unknown (with a
+did-you-mean suggestion), mistyped or out-of-range field raises :class:`SpecError` naming the field
+(``train.steps``, ``groups[1].features``) and the value, never a bare ``TypeError`` or ``KeyError``.
+Numbers must be numbers (no bools or strings), counts and feature indices integers (a float index
+is rejected, not truncated). Valid input is normalised exactly as before (numpy scalars become
+Python ones), so the canonical JSON, and with it every spec hash, is unchanged.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field
+from typing import Any, Literal, TypeGuard, get_args
 
 import numpy as np
 
@@ -49,6 +58,8 @@ SCHEDULES: tuple[str, ...] = get_args(Schedule)
 VALUE_KINDS: tuple[str, ...] = get_args(ValueKind)
 GROUP_KINDS: tuple[str, ...] = get_args(GroupKind)
 SPEC_FORMAT = 1
+#: integer fields (sizes, counts, seeds) stay below this, so any implementation can hold them in int64
+INT_LIMIT = 2**63
 
 
 class SpecError(ValueError):
@@ -62,17 +73,38 @@ def _fail(field_name: str, value: object, why: str) -> SpecError:
     return SpecError(f"invalid spec field {field_name!r} = {text}: {why}")
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: object) -> bool:
+    return _is_int(value) or isinstance(value, (float, np.floating))
+
+
+def _is_list(value: object) -> TypeGuard[Sequence[Any] | np.ndarray]:
+    """A sequence of values (list, tuple, range, numpy array), not a string or mapping."""
+    return isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, (str, bytes, Mapping))
+
+
 def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise _fail(name, value, "must be a positive integer")
-    return int(value)
+    if not _is_int(value) or not 0 < value < INT_LIMIT:  # type: ignore[operator]
+        raise _fail(name, value, "must be a positive integer (below 2**63)")
+    return int(value)  # type: ignore[call-overload]
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python scalar it equals (JSON takes only those); anything else as is."""
+    return value.item() if isinstance(value, (np.integer, np.floating)) else value
 
 
 def _finite(name: str, value: object, *, lo: float | None = None, hi: float | None = None,
             lo_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not _is_number(value):
         raise _fail(name, value, "must be a number")
-    x = float(value)
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        raise _fail(name, value, "must be finite") from None
     if not math.isfinite(x):
         raise _fail(name, value, "must be finite")
     if lo is not None and (x < lo or (lo_open and x == lo)):
@@ -82,17 +114,106 @@ def _finite(name: str, value: object, *, lo: float | None = None, hi: float | No
     return x
 
 
-def _matrix(name: str, value: object, n: int) -> tuple[tuple[float, ...], ...]:
-    """Coerce to a settings x n tuple-of-tuples of floats; 1-D input is one setting."""
+def _numbers(name: str, value: object) -> np.ndarray:
+    """``value`` as a float64 array; SpecError unless every element is a number (numpy would read
+    ``"1.5"`` or ``True`` as a number, a spec must not)."""
+    if isinstance(value, (str, bytes, Mapping)):
+        raise _fail(name, value, "must be a number or a list of numbers")
     try:
         arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise _fail(name, value, f"is not numeric ({exc})") from None
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iuf":
+        return arr
+    for x in np.asarray(value, dtype=object).reshape(-1):
+        if not _is_number(x):
+            raise _fail(name, value, f"must hold numbers only; {x!r} is a {type(x).__name__}")
+    return arr
+
+
+def _matrix(name: str, value: object, n: int) -> tuple[tuple[float, ...], ...]:
+    """Coerce to a settings x n tuple-of-tuples of floats; 1-D input is one setting."""
+    arr = _numbers(name, value)
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != n:
         raise _fail(name, value, f"must have shape (settings, n={n}); got {arr.shape}")
     return tuple(tuple(float(v) for v in row) for row in arr)
+
+
+def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise _fail(name, value, f"must be one of {allowed}")
+    return value
+
+
+def _suggest(key: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _missing(name: str) -> SpecError:
+    return SpecError(f"missing spec field {name!r}: it is required")
+
+
+def _unknown_field(prefix: str, what: str, key: str, value: object, known: Sequence[str]) -> SpecError:
+    hint = _suggest(key, known)
+    if prefix == "" and not hint:  # a training setting given at the top level
+        close = difflib.get_close_matches(key, _TRAIN_FIELDS, n=1, cutoff=0.6)
+        if close:
+            hint = f"a training setting belongs in train: train={{{close[0]!r}: ...}}; "
+    return _fail(f"{prefix}{key}", value, f"unknown {what} field ({hint}known: {sorted(known)})")
+
+
+def _keywords(prefix: str, what: str, data: Mapping[Any, Any], known: Sequence[str]) -> dict[str, Any]:
+    """``data`` as keyword arguments: every key a known field name (SpecError otherwise)."""
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise _fail(f"{prefix}{key!r}", value, f"{what} field names must be strings")
+        if key not in known:
+            raise _unknown_field(prefix, what, key, value, known)
+    return dict(data)
+
+
+def _strict_init(cls: type, prefix: str, what: str) -> None:
+    """Make ``cls(...)`` report an unknown, missing or doubly given field as SpecError naming it
+    (a dataclass's own ``__init__`` raises a TypeError that names no spec field); the checks of
+    the values themselves are ``__post_init__``'s."""
+    init: Callable[..., None] = cls.__init__  # type: ignore[misc]
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    names = [f.name for f in fields]
+    required = [f.name for f in fields if f.default is MISSING and f.default_factory is MISSING]
+
+    @functools.wraps(init)
+    def __init__(self: object, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(names):
+            raise SpecError(f"{cls.__name__} takes at most {len(names)} fields by position "
+                            f"({', '.join(names)}), got {len(args)}")
+        given = dict(zip(names, args, strict=False))  # at most len(names) args
+        for key, value in kwargs.items():
+            if key not in names:
+                raise _unknown_field(prefix, what, key, value, names)
+            if key in given:
+                raise _fail(f"{prefix}{key}", value, "is given twice (by position and by name)")
+            given[key] = value
+        for key in required:
+            if key not in given:
+                raise _missing(f"{prefix}{key}")
+        init(self, **given)
+
+    setattr(cls, "__init__", __init__)  # noqa: B010 - mypy rejects assigning a method
+
+
+def _feature_indices(name: str, value: object) -> tuple[int, ...]:
+    """A group's feature indices: a list of integers (a float index is rejected, not truncated)."""
+    if not _is_list(value):
+        raise _fail(name, value, "must be a list of feature indices")
+    if isinstance(value, np.ndarray) and value.ndim != 1:
+        raise _fail(name, value, "must be a list of feature indices")
+    for f in value:
+        if not _is_int(f):
+            raise _fail(name, value, f"feature indices must be integers; {f!r} is a {type(f).__name__}")
+    return tuple(int(f) for f in value)
 
 
 @dataclass(frozen=True)
@@ -104,14 +225,32 @@ class FeatureGroup:
     features: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        if self.kind not in GROUP_KINDS:
-            raise _fail("groups.kind", self.kind, f"must be one of {GROUP_KINDS}")
-        feats = tuple(int(f) for f in self.features)
-        if len(feats) < 2:
-            raise _fail("groups.features", self.features, "a group needs at least 2 features")
-        if len(set(feats)) != len(feats):
-            raise _fail("groups.features", self.features, "repeats a feature")
-        object.__setattr__(self, "features", feats)
+        _check_group("groups", self.kind, self.features)
+        object.__setattr__(self, "features", _feature_indices("groups.features", self.features))
+
+
+def _check_group(where: str, kind: object, features: object) -> None:
+    _choice(f"{where}.kind", kind, GROUP_KINDS)
+    feats = _feature_indices(f"{where}.features", features)
+    if len(feats) < 2:
+        raise _fail(f"{where}.features", features, "a group needs at least 2 features")
+    if len(set(feats)) != len(feats):
+        raise _fail(f"{where}.features", features, "repeats a feature")
+
+
+def _group(where: str, value: object) -> FeatureGroup:
+    """One entry of ``Spec.groups``: a FeatureGroup, or its fields as a mapping (JSON)."""
+    if isinstance(value, FeatureGroup):
+        return value
+    if not isinstance(value, Mapping):
+        raise _fail(where, value, "must be a group: {'kind': 'correlated' or 'anticorrelated', "
+                                  "'features': [indices]}")
+    data = _keywords(f"{where}.", "group", value, ("kind", "features"))
+    for key in ("kind", "features"):
+        if key not in data:
+            raise _missing(f"{where}.{key}")
+    _check_group(where, data["kind"], data["features"])
+    return FeatureGroup(data["kind"], data["features"])
 
 
 @dataclass(frozen=True)
@@ -136,12 +275,15 @@ class TrainConfig:
     log_every: int = 100
 
     def __post_init__(self) -> None:
-        _positive_int("train.steps", self.steps)
-        _positive_int("train.batch_size", self.batch_size)
-        _positive_int("train.log_every", self.log_every)
+        for name in ("steps", "batch_size", "log_every"):
+            object.__setattr__(self, name, _positive_int(f"train.{name}", getattr(self, name)))
         _finite("train.lr", self.lr, lo=0.0, lo_open=True)
         _finite("train.eps", self.eps, lo=0.0, lo_open=True)
         _finite("train.weight_decay", self.weight_decay, lo=0.0)
+        for name in ("lr", "eps", "weight_decay", "init_std"):
+            object.__setattr__(self, name, _plain(getattr(self, name)))
+        if not _is_list(self.betas):
+            raise _fail("train.betas", self.betas, "must be a pair (beta1, beta2)")
         betas = tuple(self.betas)
         if len(betas) != 2:
             raise _fail("train.betas", self.betas, "must be a pair (beta1, beta2)")
@@ -150,8 +292,7 @@ class TrainConfig:
             if not float(beta) < 1.0:
                 raise _fail(f"train.betas[{i}]", beta, "must be < 1")
         object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
-        if self.schedule not in SCHEDULES:
-            raise _fail("train.schedule", self.schedule, f"must be one of {SCHEDULES}")
+        _choice("train.schedule", self.schedule, SCHEDULES)
         if self.init_std is not None:
             _finite("train.init_std", self.init_std, lo=0.0, lo_open=True)
 
@@ -194,14 +335,12 @@ class Spec:
     name: str = ""
 
     def __post_init__(self) -> None:
-        if self.model not in MODEL_KINDS:
-            raise _fail("model", self.model, f"must be one of {MODEL_KINDS}")
-        n = _positive_int("n", self.n)
-        _positive_int("m", self.m)
-        _positive_int("restarts", self.restarts)
-        _positive_int("eval_samples", self.eval_samples)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise _fail("seed", self.seed, "must be a non-negative integer")
+        _choice("model", self.model, MODEL_KINDS)
+        for name in ("n", "m", "restarts", "eval_samples"):
+            object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
+        n = self.n
+        if not _is_int(self.seed) or not 0 <= self.seed < INT_LIMIT:
+            raise _fail("seed", self.seed, "must be a non-negative integer (below 2**63)")
         object.__setattr__(self, "seed", int(self.seed))
         imp = _matrix("importance", self.importance, n)
         den = _matrix("density", self.density, n)
@@ -225,9 +364,13 @@ class Spec:
         object.__setattr__(self, "importance", imp)
         object.__setattr__(self, "density", den)
 
-        groups = tuple(
-            g if isinstance(g, FeatureGroup) else FeatureGroup(**dict(g)) for g in self.groups
-        )
+        if isinstance(self.groups, (str, bytes, Mapping, FeatureGroup)):
+            raise _fail("groups", self.groups, "must be a list of groups")
+        try:
+            entries = list(self.groups)
+        except TypeError:
+            raise _fail("groups", self.groups, "must be a list of groups") from None
+        groups = tuple(_group(f"groups[{gi}]", g) for gi, g in enumerate(entries))
         seen: set[int] = set()
         for gi, g in enumerate(groups):
             for f in g.features:
@@ -246,12 +389,10 @@ class Spec:
         values = self.values
         if values is None:
             values = "uniform_pm1" if self.model == "abs" else "uniform01"
-        if values not in VALUE_KINDS:
-            raise _fail("values", values, f"must be one of {VALUE_KINDS}")
-        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "values", _choice("values", values, VALUE_KINDS))
 
         if self.hidden_l1 is not None:
-            l1 = np.asarray(self.hidden_l1, dtype=np.float64).reshape(-1)
+            l1 = _numbers("hidden_l1", self.hidden_l1).reshape(-1)
             if l1.shape[0] != len(imp):
                 raise _fail("hidden_l1", self.hidden_l1, f"needs one value per setting ({len(imp)})")
             if not np.all(np.isfinite(l1) & (l1 >= 0)):
@@ -260,10 +401,10 @@ class Spec:
 
         train = self.train
         if isinstance(train, Mapping):
-            train = TrainConfig(**dict(train))
+            train = TrainConfig(**_keywords("train.", "train", train, _TRAIN_FIELDS))
             object.__setattr__(self, "train", train)
         if not isinstance(train, TrainConfig):
-            raise _fail("train", train, "must be a TrainConfig")
+            raise _fail("train", train, "must be a TrainConfig or a mapping of its fields")
         if not isinstance(self.device, str) or not self.device:
             raise _fail("device", self.device, "must be a device name such as 'cpu' or 'cuda'")
         if not isinstance(self.name, str):
@@ -310,7 +451,8 @@ class Spec:
         """A copy with fields changed (``train`` may be given as a dict of its changes)."""
         train = changes.pop("train", None)
         if isinstance(train, Mapping):
-            changes["train"] = dataclasses.replace(self.train, **dict(train))
+            changes["train"] = dataclasses.replace(
+                self.train, **_keywords("train.", "train", train, _TRAIN_FIELDS))
         elif train is not None:
             changes["train"] = train
         return dataclasses.replace(self, **changes)
@@ -333,46 +475,36 @@ class Spec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Spec:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        """Inverse of :meth:`to_dict`; an unknown, missing or malformed field is a SpecError."""
         if not isinstance(data, Mapping):
             raise _fail("spec", data, "must be a JSON object")
-        d = dict(data)
+        d = _keywords("", "spec", data, (*_SPEC_FIELDS, "format"))
         fmt = d.pop("format", SPEC_FORMAT)
-        if fmt != SPEC_FORMAT:
+        if not _is_int(fmt) or fmt != SPEC_FORMAT:
             raise _fail("format", fmt, f"this version reads spec format {SPEC_FORMAT}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise _fail(unknown[0], d[unknown[0]], f"unknown spec field (known: {sorted(known)})")
-        train = d.get("train", {})
-        if isinstance(train, Mapping):
-            tknown = {f.name for f in dataclasses.fields(TrainConfig)}
-            tunknown = sorted(set(train) - tknown)
-            if tunknown:
-                raise _fail(f"train.{tunknown[0]}", train[tunknown[0]], "unknown train field")
-            t = dict(train)
-            if "betas" in t:
-                t["betas"] = tuple(t["betas"])
-            d["train"] = TrainConfig(**t)
-        d["groups"] = tuple(
-            FeatureGroup(kind=g["kind"], features=tuple(g["features"])) for g in d.get("groups", ())
-        )
-        for key in ("model", "n", "m", "importance", "density"):
-            if key not in d:
-                raise _fail(key, None, "is required")
         return cls(**d)
 
     @classmethod
-    def from_json(cls, text: str) -> Spec:
+    def from_json(cls, text: str | bytes) -> Spec:
+        """Inverse of :meth:`to_json`; input that does not parse, or a bad field, is a SpecError."""
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise SpecError(f"spec JSON must be text, not {type(text).__name__}")
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, over-long integers, deep nesting
             raise SpecError(f"spec JSON does not parse: {exc}") from None
         return cls.from_dict(data)
 
     def hash(self) -> str:
         """Stable 16-hex-digit digest of the canonical JSON (the cache and baseline key)."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+_TRAIN_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
+_SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Spec))
+_strict_init(FeatureGroup, "groups.", "group")
+_strict_init(TrainConfig, "train.", "train")
+_strict_init(Spec, "", "spec")
 
 
 def geometric_importance(n: int, ratio: float) -> tuple[float, ...]:
