@@ -48,124 +48,222 @@ def _draw_2d(W: np.ndarray, titles: list[str], sets: int) -> Callable[[object], 
     return draw
 
 
+def _within_set_antipodal(W: np.ndarray, sets: list[list[int]]) -> np.ndarray:
+    """(instances,) whether any two members of one set are antipodal (cos < -0.9)."""
+    cos = metrics.cosines(W)
+    hit = np.zeros(W.shape[0], dtype=bool)
+    for members in sets:
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                hit |= cos[:, a, b] < -0.9
+    return hit
+
+
+def _side_by_side(W: np.ndarray) -> np.ndarray:
+    """(instances,) a clean hexagon (six represented, no pair collapsed) with every correlated pair
+    adjacent in angular order."""
+    norms = metrics.feature_norms(W)
+    clean = np.all(norms > 0.5, axis=-1) & ~metrics.collapsed_pairs(W, PAIRS).any(axis=-1)
+    adjacent = np.all([geometry.neighbours_in_angular_order(W, a, b) for a, b in PAIRS], axis=0)
+    return clean & adjacent
+
+
 def test_correlated_orthogonal(trained: Trained, claim: Claim) -> None:
     """ "Models prefer to represent correlated features in orthogonal dimensions" (2 sets of 2
-    correlated features, n=4, m=2; density 0.05, not stated by the paper: CLAIMS.md's default)."""
-    result = trained(ex.pair_sets("correlated"))
+    correlated features, n=4, m=2; density 0.05, not stated by the paper: CLAIMS.md's default).
+
+    Sparse independent features also form a square of two antipodal pairs, with an arbitrary
+    pairing: the contrast is that correlated partners are (almost) never antipodal, while the same
+    features sampled independently (same seed, budget and initial weights) often are."""
+    spec = ex.pair_sets("correlated")
+    result, control = trained(spec), trained(ex.independent(spec))
     best = select.best_of(result)
     W = best.W[0]
     cos = metrics.cosines(W)
     within = np.array([cos[0, 1], cos[2, 3]])
     norms = metrics.feature_norms(W)
-    every = np.abs(metrics.cosines(result.W)[:, [0, 2], [1, 3]])
-    claim.record("restarts_orthogonal", int(np.sum(np.all(every < 0.1, axis=1))))
+    sets = [[0, 1], [2, 3]]
+    paired = int(_within_set_antipodal(result.W, sets).sum())
+    control_paired = int(_within_set_antipodal(control.W, sets).sum())
+    claim.record("restarts_with_partners_antipodal", paired)
+    claim.record("control_restarts_with_partners_antipodal", control_paired)
     claim.check(
         "all_represented",
         np.all(norms > 0.9),
         what="||W_i|| of the 4 features",
         measured=norms,
         bound="> 0.9 (all represented)",
+        value=float(norms.min()),
+        lower=0.9,
     )
-    # measured max |cos| within a set 0.003-0.016 (seeds 0-4, both implementations); an
-    # independent sampler gives a square whose pairing is arbitrary (|cos| 1 in 2 of 3 pairings)
+    # max |cos| within a set measured ~0.003-0.03
     claim.check(
         "orthogonal_within_sets",
         np.all(np.abs(within) < 0.1),
         what="cos within each correlated set",
         measured=within,
         bound="|cos| < 0.1",
+        value=float(np.abs(within).max()),
+        upper=0.1,
+    )
+    # correlated: measured 1 such restart in 336; independent sampling: ~35% of restarts, so at
+    # most 1 of 16 lets a correct implementation fail ~0.1% of the time and independent sampling
+    # pass ~1% of the time
+    claim.check(
+        "partners_never_antipodal",
+        paired <= 1,
+        what=f"restarts (of {spec.restarts}) in which two members of a correlated set are antipodal "
+        "(cos < -0.9)",
+        measured=paired,
+        bound="<= 1",
+        upper=1,
+    )
+    claim.check(
+        "independent_control_pairs_partners",
+        control_paired >= 1,
+        what=f"the same features sampled independently: restarts (of {spec.restarts}) pairing two members "
+        "of a set antipodally",
+        measured=control_paired,
+        bound=">= 1 (without the correlation the pairing is arbitrary: measured 3-10 of 16)",
+        lower=1,
     )
     claim.regress("best_eval_loss", best.eval_loss, rtol=0.02)
     claim.figure("features", _draw_2d(best.W, ["correlated sets (0,1), (2,3)"], 2))
 
 
+#: log10 of the best anticorrelated loss over the best loss of the same features sampled
+#: independently: measured -5.9 (an exact zero-interference solution, ~1e-10) against -3.0 for a
+#: model trained on independent features and scored on the anticorrelated sample
+NO_INTERFERENCE_LOG_RATIO = -4.0
+
+
 def test_anticorrelated_antipodal(trained: Trained, claim: Claim) -> None:
     """ "Models prefer to represent anticorrelated features in opposite directions" (2 sets of 2
-    anticorrelated features, n=4, m=2, density 0.05)."""
-    result = trained(ex.pair_sets("anticorrelated", restarts=16))
+    anticorrelated features, n=4, m=2, density 0.05).
+
+    At most one member of a set is active, so two members in opposite directions never interfere
+    (a ReLU cuts the negative projection): the lowest loss is ~0, and the only such solution puts
+    each set's members antipodal on orthogonal axes. The contrast: the same features sampled
+    independently (same marginal density, seed and budget) must pay for interference."""
+    spec = ex.pair_sets("anticorrelated")
+    result, control = trained(spec), trained(ex.independent(spec))
     best = select.best_of(result)
     cos = metrics.cosines(best.W[0])
     within = np.array([cos[0, 1], cos[2, 3]])
     all_cos = metrics.cosines(result.W)[:, [0, 2], [1, 3]]
-    # most restarts end in the local minimum "both sets orthogonal" (loss 4e-4 instead of ~0):
-    # 15 of 40 restarts antipodal at 8 per seed (seeds 0-4, numpy; 1 of 8 at seed 3), so best of 16
+    # many restarts end in the local minimum "both sets orthogonal" (loss 4e-4 instead of ~0), so 16
     claim.record("restarts_antipodal", int(np.sum(np.all(all_cos < -0.9, axis=1))))
-    claim.check(
-        "antipodal_within_sets",
-        np.all(within < -0.9),
-        what="cos within each anticorrelated set",
-        measured=within,
-        bound="< -0.9 (antipodal)",
+    claim.record("best_within_set_cos", within)
+    claim.record(
+        "cos_between_set_axes", float(metrics.cosines(best.W[0] @ np.diag([1.0, -1.0, 1.0, -1.0]))[0, 2])
     )
-    axis = float(metrics.cosines(best.W[0] @ np.diag([1.0, -1.0, 1.0, -1.0]))[0, 2])
-    claim.record("cos_between_set_axes", axis)
+    ratio = float(np.log10(max(best.eval_loss[0], 1e-300) / select.best_of(control).eval_loss[0]))
+    claim.check(
+        "no_interference",
+        ratio < NO_INTERFERENCE_LOG_RATIO,
+        what="log10 of the best held-out loss over the best loss of the same features sampled "
+        "independently (the antipodal pairs cost nothing)",
+        measured={"log10_ratio": ratio, "best_loss": float(best.eval_loss[0]), "best_within_set_cos": within},
+        bound=f"< {NO_INTERFERENCE_LOG_RATIO}",
+        value=ratio,
+        upper=NO_INTERFERENCE_LOG_RATIO,
+    )
     claim.regress("within_set_cos", within, rtol=0.0, atol=1e-3)
     claim.figure("features", _draw_2d(best.W, ["anticorrelated sets (0,1), (2,3)"], 2))
+
+
+#: side-by-side restarts (of 16), correlated minus independent: measured ~9 - 0.4; a model that
+#: ignores the correlation has both ~0.4 (P(>= 3) ~1%)
+SIDE_BY_SIDE_GAIN = 3
 
 
 def test_correlated_side_by_side(trained: Trained, claim: Claim) -> None:
     """ "Models prefer to arrange correlated features side by side if they can't be orthogonal"
     (3 sets of 2 correlated features, n=6, m=2), a hexagon "not how 6 independent features embed".
 
-    Read at density 0.01, the sweep's sparsest level, where no pair collapses; the partners need
-    not be closer to each other than to the next set (CLAIMS.md), only adjacent."""
-    result = trained(ex.collapse_sweep())
-    best = select.best_of(result)
-    W = best.W[0]
-    norms = metrics.feature_norms(W)
-    collapsed = metrics.collapsed_pairs(W, PAIRS)
-    adjacent = np.array([geometry.neighbours_in_angular_order(W, a, b) for a, b in PAIRS])
+    Read at density 0.01, where no pair collapses; the partners need not be closer to each other
+    than to the next set (CLAIMS.md), only adjacent. About half the restarts end side by side; the
+    same features sampled independently (same seed, budget and initial weights) almost never do."""
+    spec = ex.hexagon()
+    result, control = trained(spec), trained(ex.independent(spec))
+    near = select.near_best(result)[0]
+    hexagon = np.all(metrics.feature_norms(result.W) > 0.5, axis=-1) & ~metrics.collapsed_pairs(
+        result.W, PAIRS
+    ).any(axis=-1)
     claim.check(
         "hexagon",
-        np.all(norms > 0.5) and not collapsed.any(),
-        what="density 0.01: six represented directions, no pair collapsed",
-        measured={"norms": norms, "collapsed": collapsed},
-        bound="||W_i|| > 0.5, no collapse",
+        bool(np.any(hexagon[near])),
+        what="a restart within one standard error of the lowest held-out loss: six represented directions, "
+        "no pair collapsed",
+        measured={"near_best_restarts": np.flatnonzero(near), "hexagon": hexagon[near]},
+        bound="at least one",
     )
-    gaps = geometry.angular_gaps(W)
+    ours, theirs = _side_by_side(result.W), _side_by_side(control.W)
+    gain = int(ours.sum() - theirs.sum())
+    claim.check(
+        "side_by_side_contrast",
+        gain >= SIDE_BY_SIDE_GAIN,
+        what=f"restarts (of {spec.restarts}) with every correlated pair adjacent, minus the same count for "
+        "the features sampled independently",
+        measured={"correlated": int(ours.sum()), "independent": int(theirs.sum())},
+        bound=f">= {SIDE_BY_SIDE_GAIN}",
+        value=gain,
+        lower=SIDE_BY_SIDE_GAIN,
+    )
+    best = select.best_of(result)
+    gaps = geometry.angular_gaps(best.W[0])
     claim.record("angular_gaps_deg", gaps)
     claim.regress("angular_gaps_deg", gaps, rtol=0.0, atol=1.0)
-    # an independent sampler would make every pairing equally likely: all three pairs adjacent
-    # in 2 of the 15 pairings of a hexagon
-    claim.check(
-        "pairs_adjacent",
-        np.all(adjacent),
-        what="each correlated pair adjacent in angular order",
-        measured=adjacent,
-        bound="all three pairs neighbours",
-    )
     claim.figure("features", _draw_2d(best.W[:1], ["density 0.01: pairs (0,1), (2,3), (4,5)"], 3))
 
 
 def test_local_orthogonal_bases(trained: Trained, claim: Claim) -> None:
     """ "Within each set of correlated features, the model creates a local orthogonal basis"
     (2 sets of 10 correlated features, n=20, m=10; density 0.03, calibrated, see
-    toymodel.experiments.correlated)."""
-    result = trained(ex.local_bases())
+    toymodel.experiments.correlated); the same features sampled independently do not."""
+    spec = ex.local_bases()
+    result, control = trained(spec), trained(ex.independent(spec))
+    A, B = np.arange(10), np.arange(10, 20)
+
+    def within_max(W: np.ndarray) -> np.ndarray:
+        off = np.abs(metrics.interference(W))
+        return np.maximum(
+            off[..., A[:, None], A].max(axis=(-2, -1)), off[..., B[:, None], B].max(axis=(-2, -1))
+        )
+
     best = select.best_of(result)
     W = best.W[0]
-    off = metrics.interference(W)
-    A, B = np.arange(10), np.arange(10, 20)
-    within = float(max(np.abs(off[np.ix_(A, A)]).max(), np.abs(off[np.ix_(B, B)]).max()))
-    cross = np.abs(off[np.ix_(A, B)])
     norms = metrics.feature_norms(W)
+    every = within_max(result.W)
+    control_best = float(within_max(select.best_of(control).W)[0])
     claim.check(
         "all_represented",
         norms.min() > 0.9,
         what="min ||W_i||",
         measured=float(norms.min()),
         bound="> 0.9 (all 20 represented)",
+        lower=0.9,
     )
-    # measured within-set max 0.009-0.039 (10 000 steps, seed 0 numpy, densities 0.01-0.03)
+    # measured within-set max 0.01-0.05 in every restart
     claim.check(
         "orthogonal_within_sets",
-        within < 0.1,
-        what="max |WᵀW_ij| within a set (i != j)",
-        measured=within,
+        bool(np.all(every < 0.1)),
+        what="max |WᵀW_ij| within a set (i != j), every restart",
+        measured=every,
         bound="< 0.1",
+        value=float(every.max()),
+        upper=0.1,
     )
-    # 20 unit features in 10 dimensions must overlap across the sets (not a check: it follows
-    # from the two above)
+    # measured ~1.0: independent features share directions within a set (antipodal pairs)
+    claim.check(
+        "independent_control_interferes",
+        control_best > 0.5,
+        what="the same features sampled independently: max |WᵀW_ij| within a set, best restart",
+        measured=control_best,
+        bound="> 0.5",
+        lower=0.5,
+    )
+    cross = np.abs(metrics.interference(W)[np.ix_(A, B)])
     claim.record("cross_set_mean", float(cross.mean()))
     claim.record("cross_set_max", float(cross.max()))
     claim.regress("best_eval_loss", best.eval_loss, rtol=0.02)
@@ -203,26 +301,34 @@ def test_pca_collapse(trained: Trained, claim: Claim, tier: str) -> None:
     Paper tier, numpy, claims seed 0 (best of 10, 10 000 steps), collapsed pairs at densities
     0.01 0.02 0.03 0.05 0.07 0.1 0.13 0.15 0.17 0.2 0.25 0.3 0.35 0.5 0.7 1.0:
          0    0    0    1    1   1    1    2    2   2    2   3    2   3   3   0 (PCA-like)."""
-    result = trained(ex.collapse_sweep(tier))  # type: ignore[arg-type]
+    spec = ex.collapse_sweep(tier)  # type: ignore[arg-type]
+    result, control = trained(spec), trained(ex.independent(spec))
     densities = result.spec.density_array()[:, 0]
     counts, every = _collapse_counts(result)
+    near = select.near_best(result)
     claim.record("densities", densities)
     claim.record("collapsed_best", counts)
     claim.record("collapsed_every_restart", every)
     claim.record("paper_ranges", [_paper_count(float(d)) for d in densities])
-    # Best-of-k (lowest held-out loss) at 0.01, 0.1, 0.17 and 0.5. Not at 0.35: there the lowest
-    # loss is a solution with 2 collapsed pairs and the third pair nearly orthogonal, 1.2-1.5% below
-    # the all-collapsed solution, found by 1 of 8 (seed 0) and 5 of 16 (seed 7) restarts; the
-    # all-collapsed one is what most restarts find (the paper's figure shows such typical runs).
-    # So at 0.35 the claim reads the modal count over restarts, the typical solution.
+    # The lowest-loss solution at 0.01, 0.1, 0.17 and 0.5, read as "a restart within one standard
+    # error of the lowest held-out loss": at 0.01 collapsing one pair or none are near-ties (a
+    # third of the restarts collapse one). Not at 0.35: there the lowest loss keeps one pair
+    # uncollapsed, 1.2-1.5% below the all-collapsed solution that most restarts find (the paper's
+    # figure shows such typical runs), so at 0.35 the claim reads the modal count over restarts.
     expected = {0.01: 0, 0.1: 1, 0.17: 2, 0.5: 3}
-    at = np.array([int(counts[np.flatnonzero(np.isclose(densities, d))[0]]) for d in expected])
+    found = []
+    for d, want in expected.items():
+        level = int(np.flatnonzero(np.isclose(densities, d))[0])
+        found.append(bool(np.any(every[level][near[level]] == want)))
     claim.check(
         "collapsed_counts",
-        np.array_equal(at, list(expected.values())),
-        what=f"collapsed pairs of the best restart at densities {list(expected)}",
-        measured=at,
-        bound=f"{list(expected.values())} (best of {result.spec.restarts})",
+        all(found),
+        what="a restart within one standard error of the lowest held-out loss with the paper's count, at "
+        f"densities {list(expected)}",
+        measured={"found": found, "best_restart": counts},
+        bound=f"{list(expected.values())}",
+        value=sum(not f for f in found),
+        upper=0,
     )
     level = int(np.flatnonzero(np.isclose(densities, 0.35))[0])
     modal = int(np.bincount(every[level], minlength=4).argmax())
@@ -235,8 +341,8 @@ def test_pca_collapse(trained: Trained, claim: Claim, tier: str) -> None:
         bound="3 (all pairs collapsed)",
     )
     # levels in (0.2, 0.5), where 2 and 3 collapsed pairs compete (above), are left out, and so
-    # are those above 0.5, the slides' "more PCA-like" regime: there all six features share the two
-    # overall principal components (paper tier, numpy seed 0: 3 at 0.7, none at density 1.0)
+    # are those above 0.5, the slides' "more PCA-like" regime, where all six features share the two
+    # overall principal components
     rest = counts[(densities <= 0.2) | (densities == 0.5)]
     claim.check(
         "non_decreasing",
@@ -244,6 +350,18 @@ def test_pca_collapse(trained: Trained, claim: Claim, tier: str) -> None:
         what="collapsed pairs (best restart) non-decreasing with density",
         measured=counts,
         bound="non-decreasing at densities <= 0.2 and 0.5",
+    )
+    # the contrast: collapsing onto a principal component only pays when the pair is active together
+    control_counts, _ = _collapse_counts(control)
+    dense = densities >= 0.1
+    claim.check(
+        "independent_control_never_collapses",
+        int(control_counts[dense].sum()) == 0,
+        what="the same features sampled independently: collapsed pairs of the best restart, densities >= 0.1",
+        measured=control_counts,
+        bound="0 at every density",
+        value=int(control_counts[dense].sum()),
+        upper=0,
     )
     best = select.best_of(result)
     if tier == "fast":  # one baseline per claim id: the fast tier's

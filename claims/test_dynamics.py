@@ -13,6 +13,7 @@ import pytest
 
 from toymodel import geometry, metrics, select
 from toymodel.claim import Claim, Trained
+from toymodel.experiments import correlated
 from toymodel.experiments import dynamics as ex
 from toymodel.regimes import Regimes, detect_regimes
 from toymodel.result import Result
@@ -40,37 +41,56 @@ def _regimes(result: Result, instance: int) -> Regimes:
     return detect_regimes(result.loss_steps, result.loss_curve[instance], **OCTAHEDRON_REGIMES)
 
 
+def _within_set_pairs(W: np.ndarray) -> list[tuple[int, int]]:
+    """Antipodal pairs (cos < -0.95) of one restart whose members are in the same set of three."""
+    return [(i, j) for i, j in geometry.antipodal_pairs(W, cos_max=-0.95) if i // 3 == j // 3]
+
+
 def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
     """Two correlated sets of 3 features in m=3 (density 0.01): training ends in an octahedron,
     "with features forming antipodal pairs with features from a different correlated feature
     set", and "the loss curve goes through several distinct regimes corresponding to different
     geometric transformations of the weights"."""
-    result = trained(ex.octahedron())
+    spec = ex.octahedron()
+    result, control = trained(spec), trained(correlated.independent(spec))
     best = select.best_of(result)
     W = best.W[0]
-    partners, axis_cos = geometry.octahedron_pairs(W, cos_max=-0.95)
-    pairs = geometry.pairs_of(partners)
-    cos = metrics.cosines(W)
+    near = np.flatnonzero(select.near_best(result)[0])
+    axes = np.array([geometry.octahedron_pairs(result.W[k], cos_max=-0.95)[1] for k in near])
     claim.record("restarts_octahedron", int(np.sum(geometry.is_octahedron(result.W))))
+    # the lowest-loss solution, read as "a restart within one standard error of the lowest held-out
+    # loss": restarts still rotating into the octahedron can tie the best one
     claim.check(
         "octahedron",
-        float(axis_cos) < 0.1,
-        what="three antipodal pairs (cos < -0.95) on orthogonal axes: max |cos| between the axes (NaN "
-        "unless there are exactly three pairs)",
-        measured={
-            "pairs": pairs,
-            "cos": [float(cos[i, j]) for i, j in pairs],
-            "axes_max_cos": float(axis_cos),
-        },
+        bool(np.nanmin(axes, initial=np.inf) < 0.1),
+        what="a restart within one standard error of the lowest held-out loss with three antipodal pairs "
+        "(cos < -0.95) on orthogonal axes: max |cos| between its axes (NaN unless there are three pairs)",
+        measured={"near_best_restarts": near, "axes_max_cos": axes},
         bound="< 0.1 (orthogonal: an octahedron)",
+        value=float(np.nanmin(axes, initial=np.inf)),
         upper=0.1,
     )
+    within = [_within_set_pairs(result.W[k]) for k in range(spec.instances)]
+    control_within = [_within_set_pairs(control.W[k]) for k in range(spec.instances)]
+    claim.record("control_restarts_with_a_pair_within_a_set", int(sum(bool(p) for p in control_within)))
+    # correlated: no restart measured with such a pair; independent sampling: ~2 in 3 restarts
     claim.check(
         "pairs_across_sets",
-        all(i // 3 != j // 3 for i, j in pairs),
-        what="each pair joins the two correlated sets",
-        measured=pairs,
-        bound="one member from {0,1,2} and one from {3,4,5}",
+        not any(within),
+        what=f"restarts (of {spec.restarts}) with an antipodal pair (cos < -0.95) inside one correlated set",
+        measured={"restarts": [k for k, p in enumerate(within) if p], "pairs": [p for p in within if p]},
+        bound="none: every pair joins the two sets",
+        value=int(sum(bool(p) for p in within)),
+        upper=0,
+    )
+    claim.check(
+        "independent_control_pairs_within_sets",
+        any(control_within),
+        what=f"the same features sampled independently: restarts (of {spec.restarts}) with an antipodal pair "
+        "inside one set",
+        measured=int(sum(bool(p) for p in control_within)),
+        bound=">= 1 (without the correlation the pairing is arbitrary)",
+        lower=1,
     )
 
     # The paper's "several distinct regimes": the initial descent, a plateau, a drop, the final

@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike
 
 from .result import Result
 
-__all__ = ["Best", "best_by_label", "best_of", "lowest_loss"]
+__all__ = ["Best", "best_by_label", "best_of", "lowest_loss", "near_best"]
 
 
 def _by_setting(losses: ArrayLike, settings: int | None, restarts: int | None, name: str) -> np.ndarray:
@@ -85,6 +85,20 @@ def best_of(result: Result) -> Best:
         b=result.b[instance],
         W2=None if result.W2 is None else result.W2[instance],
     )
+
+
+def near_best(result: Result, se: float = 1.0) -> np.ndarray:
+    """(settings, restarts) mask of the restarts whose held-out loss is within ``se`` standard
+    errors (of the lowest one's estimate) of their setting's lowest: the restarts the held-out
+    sample cannot rank below the best. "The lowest-loss solution is X" is read as "a restart in this
+    set is X" where two solutions tie within sampling error."""
+    losses = result.by_setting(result.eval_loss)
+    errors = result.by_setting(result.eval_loss_se if result.eval_loss_se is not None
+                               else np.zeros_like(result.eval_loss))
+    best = lowest_loss(losses)
+    rows = np.arange(losses.shape[0])
+    cutoff = losses[rows, best] + se * errors[rows, best]
+    return _rankable(losses) <= cutoff[:, None]
 
 
 def best_by_label(losses: ArrayLike, labels: ArrayLike) -> dict[str, np.ndarray]:

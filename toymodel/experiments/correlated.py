@@ -24,6 +24,8 @@ __all__ = [
     "COLLAPSE_DENSITIES_PAPER",
     "PAPER_COLLAPSE_RANGES",
     "collapse_sweep",
+    "hexagon",
+    "independent",
     "local_bases",
     "pair_sets",
     "sets",
@@ -47,13 +49,26 @@ def sets(kind: GroupKind, count: int, size: int) -> tuple[FeatureGroup, ...]:
     return tuple(FeatureGroup(kind, tuple(range(k * size, (k + 1) * size))) for k in range(count))
 
 
-def pair_sets(kind: GroupKind, *, density: float = 0.05, restarts: int = 8, steps: int = 5_000,
+def independent(spec: Spec) -> Spec:
+    """The control of a claim about correlation: the same spec (same seed, so the same initial
+    weights, and the same budget) with every feature sampled independently at its marginal
+    density: a correlated set's members keep the set's density, an anticorrelated set's members
+    get density / k. What differs between the two runs is the correlation alone."""
+    density = spec.density_array()
+    for g in spec.groups:
+        if g.kind == "anticorrelated":
+            density[:, list(g.features)] /= len(g.features)
+    return spec.replace(groups=(), density=density, name=f"{spec.name}-independent")
+
+
+def pair_sets(kind: GroupKind, *, density: float = 0.05, restarts: int = 16, steps: int = 5_000,
               seed: int = 0) -> Spec:
     """n=4 (two sets of 2 ``kind`` features), m=2: the slides' first two figures.
 
-    5 000 steps: the loss is flat from ~3 000 on (measured at 10 000). Anticorrelated sets have a
-    local minimum (each set's members orthogonal, loss 4e-4 instead of 0) that most restarts
-    reach, so their claim asks for more restarts.
+    5 000 steps: the loss is flat from ~3 000 on (measured at 10 000). 16 restarts: the claims
+    count restarts (how often independent features pair up within a set, which correlated ones
+    never do), and anticorrelated sets have a local minimum (each set's members orthogonal, loss
+    4e-4 instead of 0) that most restarts reach.
     """
     return Spec(
         model="relu_output", n=4, m=2, importance=[1.0] * 4, density=[density] * 4,
@@ -76,6 +91,17 @@ def collapse_sweep(tier: Tier = "fast", *, restarts: int | None = None, seed: in
         groups=sets("correlated", 3, 2), restarts=restarts or (8 if fast else 10), seed=seed,
         train=TrainConfig(steps=5_000 if fast else 10_000), eval_samples=32_768,
         name=f"correlated-collapse-n6-m2-{tier}",
+    )
+
+
+def hexagon(*, density: float = 0.01, restarts: int = 16, steps: int = 5_000, seed: int = 0) -> Spec:
+    """n=6 (three correlated pairs), m=2 at a density where no pair collapses (0.01): the six
+    features form a hexagon. 16 restarts: the claim counts the restarts whose pairs sit side by
+    side (about half of them; independent features almost never do)."""
+    return Spec(
+        model="relu_output", n=6, m=2, importance=[1.0] * 6, density=[density] * 6,
+        groups=sets("correlated", 3, 2), restarts=restarts, seed=seed, train=TrainConfig(steps=steps),
+        eval_samples=32_768, name="correlated-hexagon-n6-m2",
     )
 
 
