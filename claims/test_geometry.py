@@ -233,15 +233,7 @@ def test_dimensionality_sums_to_m(trained: Trained, claim: Claim, tier: ex.Tier)
     always holds, so only the lower side is a check.)"""
     _, dstar, dims, m = _sweep(trained, tier)
     on_half = np.abs(dstar - 0.5) < HALF_TOL
-    claim.check(
-        "plateau_levels",
-        on_half.any(),
-        what=f"levels with |D* - 1/2| < {HALF_TOL}",
-        measured=dstar,
-        bound="at least one",
-        value=int(on_half.sum()),
-        lower=1,
-    )
+    claim.record("plateau_levels", int(on_half.sum()))
     ratio = dims.sum(axis=-1)[on_half] / m
     claim.record("sum_dims_over_m", ratio)
     # measured 0.997-1.000 at the plateau levels; a model that leaves dimensions unused (or
@@ -249,7 +241,7 @@ def test_dimensionality_sums_to_m(trained: Trained, claim: Claim, tier: ex.Tier)
     claim.check(
         "dims_fill_m",
         ratio.size > 0 and np.all(ratio >= 0.9),
-        what="Σ_i D_i / m where D* ≈ 1/2",
+        what="Σ_i D_i / m at the levels where D* ≈ 1/2 (there must be some)",
         measured=ratio,
         bound=">= 0.9",
         value=float(ratio.min()) if ratio.size else 0.0,

@@ -62,44 +62,26 @@ def test_pentagon_baseline(trained: Trained, claim: Claim) -> None:
     W, b = Ws[level], bs[level]
     shape = geometry.describe_2d(W)
     norms = metrics.feature_norms(W)
-    claim.check(
-        "regular_pentagon",
-        shape.represented == (0, 1, 2, 3, 4) and shape.gap_error <= 5,
-        what="a regular pentagon (max |gap - 72°|)",
-        measured={"represented": shape.represented, "gap_error_deg": shape.gap_error},
-        bound="5 represented, gaps 72° ± 5°",
-        value=float(shape.gap_error),
-        upper=5,
-    )
-    claim.check(
-        "negative_biases",
-        np.all(b < 0),
-        what="biases",
-        measured=b,
-        bound="all < 0",
-        value=float(b.max()),
-        upper=0.0,
-    )
-    claim.check(
-        "outside_unit_circle",
-        np.all(norms > 1),
-        what="||W_i|| (vertices outside the unit circle)",
-        measured=norms,
-        bound="all > 1",
-        value=float(norms.min()),
-        lower=1.0,
-    )
-    # the exact optimum from a regular pentagon: ||W_i|| = 1.135, b_i = -0.246; the best restart's
-    # exact expected loss measured within 0.05% of it; 2% catches a model stopped far from the
-    # minimum (too few steps) or a frozen bias (b = 0 with the optimal W costs +295%)
+    # The exact optimum from a regular pentagon (theory.minimise_expected_loss) is the figure's
+    # geometry: ||W_i|| = 1.135, b_i = -0.246. Being within 2% of its loss pins that geometry down:
+    # with the other parameters free, a gap 5° off costs +2.6%, a vertex at norm 1 +5.4%, a bias at 0
+    # +19% (a frozen bias +295%), so the geometry is recorded and the loss is the check. Measured:
+    # within 0.05% of the optimum.
     optimum = ex.theory_minima(1.0)
     excess = exact[level] / optimum.pentagon_loss - 1
-    claim.record("exact_loss_excess", excess)
+    geometry_found = {
+        "represented": shape.represented,
+        "gap_error_deg": shape.gap_error,
+        "biases": b,
+        "norms": norms,
+    }
+    claim.record("best_restart_geometry", geometry_found)
     claim.check(
-        "near_optimum",
+        "optimal_pentagon",
         excess < 0.02,
-        what="exact expected loss of the best restart over the optimum's",
-        measured=excess,
+        what="exact expected loss of the best restart over the optimum's (a regular pentagon, vertices at "
+        "1.135, biases -0.246)",
+        measured={"excess": excess, **geometry_found},
         bound="< 2%",
         value=float(excess),
         upper=0.02,

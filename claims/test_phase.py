@@ -148,7 +148,7 @@ def test_phase_n2_theory(claim: Claim) -> None:
     edge = theory.boundary_n2([0.1, 10.0])
     claim.check(
         "edge_boundary",
-        np.allclose(edge, 0.16, rtol=1e-14),
+        np.allclose(edge, 0.16, rtol=1e-14, atol=0.0),
         what="boundary at r=0.1 and r=10",
         measured=edge,
         bound="0.16 (derived)",

@@ -168,3 +168,72 @@ def keep_only_selected(result: Result, setting: int, instance: int) -> Result:
     block = slice(setting * r, (setting + 1) * r)
     loss[instance] = loss[block].min() * 0.5
     return edit(result, eval_loss=loss)
+
+
+def edit_setting(
+    result: Result,
+    setting: int,
+    *,
+    W: np.ndarray | None = None,
+    b: np.ndarray | None = None,
+    W2: np.ndarray | None = None,
+) -> Result:
+    """Give every restart of ``setting`` the same weights, so that whichever restart a claim
+    selects (by held-out, expected or exact loss) has them."""
+    block = slice(setting * result.spec.restarts, (setting + 1) * result.spec.restarts)
+    out = {}
+    for name, new in (("W", W), ("b", b), ("W2", W2)):
+        if new is not None:
+            arr = np.array(getattr(result, name), dtype=np.float64)
+            arr[block] = new
+            out[name] = arr
+    return edit(result, **out)
+
+
+def settings_from(result: Result, mapping: Mapping[int, int]) -> Result:
+    """Give each setting ``dst`` every restart of setting ``mapping[dst]`` (weights and held-out
+    losses, restart by restart), as if the levels' results had been stored in the wrong order."""
+    r = result.spec.restarts
+    src = np.arange(result.spec.instances)
+    for dst, s in mapping.items():
+        src[dst * r : (dst + 1) * r] = np.arange(s * r, (s + 1) * r)
+    fields = {"W": result.W[src], "b": result.b[src], "eval_loss": result.eval_loss[src]}
+    for name in ("W2", "eval_loss_se"):
+        if getattr(result, name) is not None:
+            fields[name] = getattr(result, name)[src]
+    return edit(result, **fields)
+
+
+def exactly(name: str, change: Callable[[Result], Result]) -> Serve:
+    """Apply ``change`` to the result of the spec named exactly ``name``."""
+
+    def serve(spec: Spec, load: Loader) -> Result:
+        result = load(spec)
+        return change(result) if spec.name == name else result
+
+    return serve
+
+
+def control_is(base: Spec, then: Serve | None = None) -> Serve:
+    """Serve, for the independent control of ``base`` (``experiments.correlated.independent``),
+    the result of ``base`` itself: a control run that shows the correlated geometry, i.e. an
+    implementation that samples the control's independent features as if correlated. Every other
+    spec goes through ``then`` (default: unchanged)."""
+
+    def serve(spec: Spec, load: Loader) -> Result:
+        if spec.name == f"{base.name}-independent":
+            return dataclasses.replace(load(base), spec=spec)
+        return then(spec, load) if then is not None else load(spec)
+
+    return serve
+
+
+def rescored(result: Result, W: np.ndarray, b: np.ndarray) -> Result:
+    """``result`` with new weights for every instance and the suite's held-out losses of them, as a
+    real implementation returning those weights would get."""
+    from toymodel.result import validate
+
+    raw = {"W": W, "b": b, "loss_steps": result.loss_steps, "loss_curve": result.loss_curve}
+    if result.W2 is not None:
+        raw["W2"] = result.W2
+    return validate(raw, result.spec, "witness")
