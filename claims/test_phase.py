@@ -24,12 +24,14 @@ notebook's settings.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from toymodel import phasemap, select, theory
+from toymodel.cache import derived, source_hash
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import phase as ex
 from toymodel.result import Result
@@ -52,9 +54,27 @@ def _spec(n: int, tier: ex.Tier) -> Spec:
 
 @functools.lru_cache(maxsize=4)
 def _theory_maps(n: int, tier: ex.Tier) -> theory.OptimisedPhaseMap:
-    """Closed-form and optimised-candidate maps of a tier's grid (deterministic, shared)."""
+    """Closed-form and optimised-candidate maps of a tier's grid (deterministic, shared; kept in the
+    cache folder, keyed by the grid and the theory's source, since they take ~10-30 s to compute)."""
     r, s = ex.grid(tier)
-    return theory.optimised_phase_map(n, r, s)
+    key = hashlib.sha256(f"{n}|{r.tobytes().hex()}|{s.tobytes().hex()}|{source_hash(theory)}".encode())
+
+    def build() -> dict[str, np.ndarray]:
+        pm = theory.optimised_phase_map(n, r, s)
+        return {f: np.asarray(getattr(pm, f)) for f in theory.OptimisedPhaseMap.__dataclass_fields__}
+
+    a = derived(f"phase-map-n{n}", key.hexdigest()[:16], build)
+    return theory.OptimisedPhaseMap(
+        n=int(a["n"]),
+        names=tuple(str(x) for x in a["names"]),
+        r=a["r"],
+        s=a["s"],
+        losses=a["losses"],
+        collapsed=a["collapsed"],
+        labels=a["labels"],
+        closed_form=a["closed_form"],
+        closed_form_labels=a["closed_form_labels"],
+    )
 
 
 def _best(result: Result, tier: ex.Tier) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

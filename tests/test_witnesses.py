@@ -26,6 +26,7 @@ from witnesses_phase import WITNESSES as PHASE
 from witnesses_privileged import WITNESSES as PRIVILEGED
 from witnesses_superposition import WITNESSES as SUPERPOSITION
 
+from toymodel.cache import DERIVED_ENV
 from toymodel.result import Result
 from toymodel.spec import Spec
 
@@ -127,6 +128,7 @@ def test_the_reference_passes_and_every_recorded_check_has_a_witness(
 def test_witness_fails_its_check(witness: Witness, monkeypatch: pytest.MonkeyPatch) -> None:
     claim_function(witness.test)  # the test exists
     if witness.patch is not None:
+        monkeypatch.setenv(DERIVED_ENV, "0")  # a broken theory function must not be stored as derived data
         witness.patch(monkeypatch)
     serve = witness.serve
     trained = None

@@ -22,21 +22,35 @@ import ast
 import contextlib
 import hashlib
 import inspect
+import io
 import json
 import os
 import re
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 from . import __version__
 from .result import Result, load, save
 from .spec import Spec
 
-__all__ = ["CACHE_ENV", "CacheDirError", "ResultCache", "cache_dir_source", "check_cache_dir",
-           "default_cache_dir", "fingerprint"]
+__all__ = [
+    "CACHE_ENV",
+    "DERIVED_ENV",
+    "CacheDirError",
+    "ResultCache",
+    "cache_dir_source",
+    "check_cache_dir",
+    "default_cache_dir",
+    "derived",
+    "fingerprint",
+    "source_hash",
+]
 
 #: the environment variable that chooses the result cache's folder
 CACHE_ENV = "TOYMODEL_CACHE_DIR"
@@ -85,6 +99,44 @@ def check_cache_dir(root: Path, source: str) -> None:
             os.unlink(probe)
     except OSError as exc:
         raise CacheDirError(f"{where} is not writable ({exc.strerror or exc}); {advice}") from exc
+
+
+#: set to 0 to compute derived quantities afresh instead of reading them from the cache folder
+DERIVED_ENV = "TOYMODEL_DERIVED_CACHE"
+
+
+def derived(kind: str, key: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """A deterministic quantity derived from the suite's own code (a theory phase map), computed
+    once and kept in the cache folder as ``derived/<kind>-<key>.npz``: ``key`` must hash every input
+    and the code that computes it. Any problem reading or writing the file means computing it
+    afresh; ``$TOYMODEL_DERIVED_CACHE=0`` always does (tests that break theory functions set it)."""
+    if os.environ.get(DERIVED_ENV, "1") == "0":
+        return build()
+    path = default_cache_dir() / "derived" / f"{kind}-{key}.npz"
+    try:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        pass
+    arrays = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)  # type: ignore[arg-type]
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(buf.getvalue())
+        tmp.replace(path)
+    except OSError:
+        pass
+    return arrays
+
+
+def source_hash(*modules: object) -> str:
+    """A short hash of the source files of ``modules`` (for :func:`derived` keys)."""
+    digest = hashlib.sha256()
+    for module in modules:
+        digest.update(Path(inspect.getsourcefile(module) or "").read_bytes())  # type: ignore[arg-type]
+    return digest.hexdigest()[:12]
 
 
 def _say(line: str) -> None:
