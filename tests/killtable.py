@@ -20,67 +20,24 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from toymodel.calibration import parse_seeds, run_claims
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 TABLE = TESTS / "data" / "kill_table.json"
 REFERENCE = "torch"
-FAILED = {"failed", "implementation-error"}
-
-
-def _seeds(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        out.extend(range(int(lo), int(hi or lo) + 1))
-    return out
 
 
 def run_one(name: str, seed: int, threads: int) -> dict[str, object]:
     """Verdict per claim id of one implementation at one claims seed (fast tier, no theory)."""
     impl = name if name == REFERENCE else f"mutants:{name}"
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.json"
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-            "OMP_NUM_THREADS": str(threads),
-        }
-        env.pop("TOYMODEL_IMPL", None)
-        cmd = [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(ROOT / "claims"),
-            "-q",
-            "-p",
-            "no:randomly",
-            "-m",
-            "not theory",
-            "--impl",
-            impl,
-            "--claims-seed",
-            str(seed),
-            "--claims-report",
-            str(report),
-            "--tb=no",
-        ]
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=4 * 3600)
-        if not report.exists():
-            raise RuntimeError(f"{impl} seed {seed}: no report\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-        data = json.loads(report.read_text())
-    verdicts: dict[str, str] = {}
-    for record in data["claims"]:
-        if record["verdict"] == "skipped":
-            continue
-        old = verdicts.get(record["claim"])
-        verdicts[record["claim"]] = (
-            "failed" if record["verdict"] in FAILED or old == "failed" else record["verdict"]
-        )
+    pythonpath = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    run = run_claims(impl, seed, threads=threads, env={"PYTHONPATH": pythonpath})
+    verdicts = {claim: r["verdict"] for claim, r in run.items()}
     failed_checks = sorted(
-        {f"{r['claim']}:{c['key']}" for r in data["claims"] for c in r["checks"] if not c["passed"]}
+        f"{claim}:{key}" for claim, r in run.items() for key, c in r["checks"].items() if not c["passed"]
     )
     return {
         "verdicts": verdicts,
@@ -106,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in args.only.split(",") if n]
     table = json.loads(TABLE.read_text()) if TABLE.exists() else {}
     runs = table.setdefault("runs", {})
-    todo = [(n, s) for n in names for s in _seeds(args.seeds) if args.redo or str(s) not in runs.get(n, {})]
+    todo = [
+        (n, s) for n in names for s in parse_seeds(args.seeds) if args.redo or str(s) not in runs.get(n, {})
+    ]
     threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     print(f"{len(todo)} runs, {args.jobs} at a time, {threads} thread(s) each", flush=True)
     with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool:

@@ -194,7 +194,7 @@ class SuiteState:
         local = Path(config.rootpath) / "baselines"
         if local.is_dir():
             return local
-        installed = Path(__file__).with_name("baselines")
+        installed = shipped_baselines()
         return installed if installed.is_dir() else local
 
     @staticmethod
@@ -259,6 +259,17 @@ class SuiteState:
         if notice is not None:
             self.notices.setdefault(key, notice)
         return result
+
+
+def shipped_baselines() -> Path:
+    """The baselines shipped beside the installed claims (``toymodel/baselines/`` in a wheel, the
+    checkout's ``baselines/`` in an editable install)."""
+    try:
+        import toymodel.claims as claims
+
+        return Path(claims.__file__).resolve().parents[1] / "baselines"
+    except (ImportError, TypeError):
+        return Path(__file__).with_name("baselines")
 
 
 def _state(config: pytest.Config) -> SuiteState:
