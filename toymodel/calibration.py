@@ -138,7 +138,7 @@ def _margin(c: Mapping[str, Any]) -> float:
 
 
 def _merge(checks: dict[str, Any], c: Mapping[str, Any]) -> None:
-    new = {k: c.get(k) for k in ("passed", "value", "lower", "upper")}
+    new = {k: c.get(k) for k in ("passed", "value", "lower", "upper", "bound")}
     old = checks.get(c["key"])
     if old is None:
         checks[c["key"]] = new
@@ -153,6 +153,9 @@ def check_summary(values: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     passed = sum(bool(v["passed"]) for v in values)
     lo, hi = clopper_pearson(passed, len(values))
     out: dict[str, Any] = {"runs": len(values), "passed": passed, "pass_rate_95": [lo, hi]}
+    texts = [v["bound"] for v in values if isinstance(v.get("bound"), str)]
+    if texts:
+        out["bound"] = texts[-1]
     nums = [
         float(v["value"])
         for v in values
