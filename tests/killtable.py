@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from toymodel.calibration import parse_seeds, run_claims
 
@@ -30,7 +31,7 @@ TABLE = TESTS / "data" / "kill_table.json"
 REFERENCE = "torch"
 
 
-def run_one(name: str, seed: int, threads: int) -> dict[str, object]:
+def run_one(name: str, seed: int, threads: int) -> dict[str, Any]:
     """Verdict per claim id of one implementation at one claims seed (fast tier, no theory)."""
     impl = name if name == REFERENCE else f"mutants:{name}"
     pythonpath = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])

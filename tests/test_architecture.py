@@ -48,7 +48,7 @@ def _modules() -> dict[str, Path]:
 def _imports(module: str, path: Path) -> list[tuple[str, int]]:
     """(imported toymodel module, line) for every import of the package in ``path``, wherever it is."""
     package_parts = module.split(".")[:-1]
-    found = []
+    found: list[tuple[str, int]] = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:

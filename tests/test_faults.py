@@ -522,7 +522,7 @@ def test_float_feature_indices_are_rejected_not_truncated() -> None:
 
 
 @pytest.mark.parametrize(("build", "message"), [
-    (lambda: Spec(**BASE, train={"stpes": 100}),
+    (lambda: Spec(**BASE, train={"stpes": 100}),  # type: ignore[arg-type]
      "invalid spec field 'train.stpes' = 100: unknown train field (did you mean 'steps'? known: "),
     (lambda: Spec.from_json(json.dumps({**BASE, "train": {"stpes": 100}})),
      "invalid spec field 'train.stpes' = 100: unknown train field (did you mean 'steps'? known: "),
@@ -582,8 +582,8 @@ def valid_specs(draw: st.DrawFn) -> Spec:
     importance = draw(st.lists(st.floats(0, 10), min_size=n, max_size=n))
     return Spec(model=draw(st.sampled_from(["linear", "relu_output", "relu_hidden", "abs"])), n=n,
                 m=draw(st.integers(1, 4)), importance=importance,
-                density=density, groups=groups, restarts=draw(st.integers(1, 3)),
-                seed=draw(st.integers(0, 2**40)), hidden_l1=draw(st.none() | st.just([0.1] * settings)),
+                density=density, groups=groups, restarts=draw(st.integers(1, 3)),  # type: ignore[arg-type]
+                seed=draw(st.integers(0, 2**40)), hidden_l1=draw(st.none() | st.just((0.1,) * settings)),
                 train=TrainConfig(steps=draw(st.integers(1, 10**5)), lr=draw(st.floats(1e-4, 1.0))))
 
 
@@ -625,7 +625,7 @@ def test_from_json_builds_an_equal_spec_or_raises_spec_error(base: Spec, data: s
     """Mutated valid specs (and mangled JSON text): a SpecError, or a spec that survives its own
     round trip, equal to the original when the mutation changed nothing; never another exception."""
     original = json.loads(base.to_json())
-    text = json.dumps(_mutate(data.draw, original))
+    text = json.dumps(_mutate(data.draw, original))  # type: ignore[arg-type]
     if data.draw(st.booleans()):
         cut = data.draw(st.integers(0, len(text)))
         text = text[:cut] + data.draw(st.text(max_size=3)) + text[cut + data.draw(st.integers(0, 3)):]

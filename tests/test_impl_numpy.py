@@ -335,14 +335,15 @@ def test_each_shard_draws_from_its_own_documented_stream() -> None:
 
 
 def test_bad_thread_counts_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    bad: object
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match=f"threads must be a positive integer, got {bad!r}"):
             train(small_spec(), threads=bad)  # type: ignore[arg-type]
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert default_threads() == 3
-    for bad in ("two", "0"):
-        monkeypatch.setenv("OMP_NUM_THREADS", bad)
-        with pytest.raises(ValueError, match=f"OMP_NUM_THREADS must be a positive integer, got '{bad}'"):
+    for text in ("two", "0"):
+        monkeypatch.setenv("OMP_NUM_THREADS", text)
+        with pytest.raises(ValueError, match=f"OMP_NUM_THREADS must be a positive integer, got '{text}'"):
             default_threads()
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert default_threads() >= 1

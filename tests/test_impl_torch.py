@@ -12,7 +12,7 @@ import torch
 
 from toymodel import impl_torch, impl_torch_plain
 from toymodel.data import sample as np_sample
-from toymodel.spec import FeatureGroup, Spec, TrainConfig
+from toymodel.spec import FeatureGroup, Schedule, Spec, TrainConfig
 
 MODELS = ["linear", "relu_output", "relu_hidden", "abs"]
 
@@ -82,7 +82,7 @@ def _shared_stream(spec: Spec, seed: int) -> tuple[Iterator[torch.Tensor], Itera
 
 @pytest.mark.parametrize(("model", "schedule"), [("relu_output", "constant"), ("linear", "cosine"),
                                                  ("relu_hidden", "linear"), ("abs", "constant")])
-def test_trajectory_equals_autograd_adamw(model: str, schedule: str) -> None:
+def test_trajectory_equals_autograd_adamw(model: str, schedule: Schedule) -> None:
     """300 steps of the fast path against autograd + torch.optim.AdamW on the same batches."""
     spec = small_spec(model, train=TrainConfig(steps=300, batch_size=128, lr=5e-3, schedule=schedule,
                                                log_every=50), hidden_l1=[0.0, 0.01])

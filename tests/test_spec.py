@@ -108,7 +108,7 @@ def test_json_round_trip_and_hash(n: int, m: int, settings: int, restarts: int, 
                               min_size=settings, max_size=settings))
     imp = data.draw(st.lists(st.floats(0, 10), min_size=n, max_size=n))
     model = data.draw(st.sampled_from(["linear", "relu_output", "relu_hidden", "abs"]))
-    spec = Spec(model=model, n=n, m=m, importance=imp, density=dens, restarts=restarts, seed=seed,
+    spec = Spec(model=model, n=n, m=m, importance=imp, density=dens, restarts=restarts, seed=seed,  # type: ignore[arg-type]
                 train=TrainConfig(steps=data.draw(st.integers(1, 10**5))))
     again = Spec.from_json(spec.to_json())
     assert again == spec

@@ -72,7 +72,8 @@ def reference(spec: Spec) -> Result:
 
 def claim_function(test: str) -> Callable[..., None]:
     module, _, name = test.partition("::")
-    return getattr(importlib.import_module(f"toymodel.claims.{module}"), name)  # type: ignore[no-any-return]
+    fn: Callable[..., None] = getattr(importlib.import_module(f"toymodel.claims.{module}"), name)
+    return fn
 
 
 def claim_id(test: str) -> str:
@@ -128,7 +129,7 @@ def edit(result: Result, **arrays: np.ndarray) -> Result:
         arr = np.array(v, dtype=np.float64)
         arr.setflags(write=False)
         clean[k] = arr
-    return dataclasses.replace(result, **clean)
+    return dataclasses.replace(result, **clean)  # type: ignore[arg-type]
 
 
 def best_instance(result: Result, setting: int) -> int:

@@ -90,6 +90,7 @@ def _others(setting: int = 0, count: int | None = None) -> Callable[[Result], np
 def _alone_and_collapsed(result: Result) -> Result:
     """The selected restart alone within one standard error of the lowest loss, with a collapsed pair."""
     k = best_instance(result, 0)
+    assert result.eval_loss_se is not None
     loss = np.array(result.eval_loss)
     loss[k] = loss.min() - 10 * result.eval_loss_se[k]
     W = np.array(result.W)
@@ -160,6 +161,7 @@ def _dip_at_017(result: Result) -> Result:
     other = next(k for k in range(level * r, (level + 1) * r) if k != best)
     W = np.array(result.W)
     W[other] = _uncollapse(0)(W[other])
+    assert result.eval_loss_se is not None
     loss = np.array(result.eval_loss)
     loss[other] = loss[best] - 0.25 * result.eval_loss_se[best]
     return edit(result, W=W, eval_loss=loss)
