@@ -82,19 +82,15 @@ def test_harmless_mutant_fails_no_more_than_the_reference(mutant: str) -> None:
 
 # ----- live runs ---------------------------------------------------------------------------------
 
-# mutant -> a cheap claim selection (-k) that catches it at seed 0
+# one mistake per part of a reproduction, each against a cheap claim that catches it at seed 0 (the
+# kill table has every mutant against every claim at several seeds)
 CAUGHT_BY = {
     "relu_dropped": "intro_pentagon",
-    "hidden_relu_dropped": "privileged_basis_interpretable",
-    "abs_decoder_tied": "abs_value_basic",
     "abs_inputs_unsigned": "abs_value_basic",
-    "importance_ignored": "linear_top_m",
-    "density_swapped": "linear_top_m",
     "correlation_ignored": "correlated_orthogonal",
     "anticorrelation_ignored": "anticorrelated_antipodal",
     "l1_ignored": "l1_removes_superposition",
     "bias_frozen": "linear_top_m",
-    "too_few_steps": "linear_top_m",
 }
 
 
