@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from toymodel import adversarial, metrics, select
+from toymodel import adversarial, figures, metrics, select
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import adversarial as ex
 from toymodel.experiments import superposition as sup_ex
@@ -106,6 +106,16 @@ def test_adversarial_vulnerability(trained: Trained, claim: Claim) -> None:
     claim.record("density", sup_ex.DENSITIES)
     claim.record("vulnerability", vuln)
     claim.record("features_per_dimension", per_dim)
+    claim.figure(
+        "vulnerability",
+        lambda fig: figures.vulnerability(
+            fig,
+            np.asarray(sup_ex.DENSITIES),
+            vuln,
+            per_dim,
+            title="worst-case attack on the best restart per density, against features per dimension",
+        ),
+    )
     claim.check(
         "dense_robust",
         abs(vuln[0] - 1) <= DENSE_TOL,
@@ -135,16 +145,6 @@ def test_adversarial_vulnerability(trained: Trained, claim: Claim) -> None:
         lower=0.0,
     )
     claim.regress("vulnerability", vuln, rtol=0.02)
-
-    def draw(fig: object) -> None:
-        ax = fig.subplots()  # type: ignore[attr-defined]
-        ax.semilogx(sup_ex.DENSITIES, vuln, marker="o", label="vulnerability (x ideal)")
-        ax.semilogx(sup_ex.DENSITIES, per_dim, marker="s", label="features per dimension")
-        ax.invert_xaxis()
-        ax.set_xlabel("density 1 - S")
-        ax.legend()
-
-    claim.figure("vulnerability", draw)
 
 
 # vulnerability at density 1 measured 1.003-1.008 and its maximum 6-9. It does not rise

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from toymodel import geometry, metrics, select
+from toymodel import figures, geometry, metrics, select
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import correlated as ex
 from toymodel.result import Result
@@ -21,31 +21,16 @@ from toymodel.result import Result
 pytestmark = pytest.mark.correlated
 
 PAIRS = np.array([[0, 1], [2, 3], [4, 5]])  # the three correlated pairs of the n=6 experiments
-COLOURS = ("tab:blue", "tab:blue", "tab:orange", "tab:orange", "tab:green", "tab:green")
 
 
-def _draw_2d(W: np.ndarray, titles: list[str], sets: int) -> Callable[[object], None]:
-    """Feature directions of one or more (2, n) instances, set members in one colour."""
-
-    def draw(fig: object) -> None:
-        axes = np.atleast_1d(fig.subplots(1, len(W)))  # type: ignore[attr-defined]
-        for ax, Wl, title in zip(axes, W, titles, strict=True):
-            size = Wl.shape[1] // sets
-            for i in range(Wl.shape[1]):
-                ax.plot(
-                    [0, Wl[0, i]],
-                    [0, Wl[1, i]],
-                    marker="o",
-                    color=COLOURS[2 * (i // size)],
-                    label=f"{i} (set {i // size})",
-                )
-            ax.set_aspect("equal")
-            ax.set_xlim(-1.3, 1.3)
-            ax.set_ylim(-1.3, 1.3)
-            ax.set_title(title, fontsize=8)
-        axes[-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
-
-    return draw
+def _draw_2d(W: np.ndarray, titles: list[str], sets: int, title: str) -> Callable[[object], None]:
+    """Feature directions of one or more (2, n) instances, the members of a set in one colour."""
+    size = W.shape[-1] // sets
+    names = [f"set {k}: features {k * size}-{(k + 1) * size - 1}" for k in range(sets)]
+    groups = [i // size for i in range(W.shape[-1])]
+    return lambda fig: figures.feature_directions_2d(
+        fig, W, titles, groups=groups, group_names=names, title=title
+    )
 
 
 def _within_set_antipodal(W: np.ndarray, sets: list[list[int]]) -> np.ndarray:
@@ -78,6 +63,15 @@ def test_correlated_orthogonal(trained: Trained, claim: Claim) -> None:
     spec = ex.pair_sets("correlated")
     result, control = trained(spec), trained(ex.independent(spec))
     best = select.best_of(result)
+    claim.figure(
+        "features",
+        lambda fig: _draw_2d(
+            np.stack([best.W[0], select.best_of(control).W[0]]),
+            ["correlated pairs (0,1), (2,3)", "the same features sampled independently"],
+            2,
+            "n=4, m=2, density 0.05: best restart of each",
+        )(fig),
+    )
     W = best.W[0]
     cos = metrics.cosines(W)
     within = np.array([cos[0, 1], cos[2, 3]])
@@ -128,7 +122,6 @@ def test_correlated_orthogonal(trained: Trained, claim: Claim) -> None:
         lower=1,
     )
     claim.regress("best_eval_loss", best.eval_loss, rtol=0.02)
-    claim.figure("features", _draw_2d(best.W, ["correlated sets (0,1), (2,3)"], 2))
 
 
 #: log10 of the best anticorrelated loss over the best loss of the same features sampled
@@ -148,6 +141,15 @@ def test_anticorrelated_antipodal(trained: Trained, claim: Claim) -> None:
     spec = ex.pair_sets("anticorrelated")
     result, control = trained(spec), trained(ex.independent(spec))
     best = select.best_of(result)
+    claim.figure(
+        "features",
+        lambda fig: _draw_2d(
+            np.stack([best.W[0], select.best_of(control).W[0]]),
+            ["anticorrelated pairs (0,1), (2,3)", "the same features sampled independently"],
+            2,
+            "n=4, m=2, density 0.05: best restart of each",
+        )(fig),
+    )
     cos = metrics.cosines(best.W[0])
     within = np.array([cos[0, 1], cos[2, 3]])
     all_cos = metrics.cosines(result.W)[:, [0, 2], [1, 3]]
@@ -169,7 +171,6 @@ def test_anticorrelated_antipodal(trained: Trained, claim: Claim) -> None:
         upper=NO_INTERFERENCE_LOG_RATIO,
     )
     claim.regress("within_set_cos", within, rtol=0.0, atol=1e-3)
-    claim.figure("features", _draw_2d(best.W, ["anticorrelated sets (0,1), (2,3)"], 2))
 
 
 #: side-by-side restarts (of 16), correlated minus independent: measured ~9 - 0.4; a model that
@@ -187,6 +188,15 @@ def test_correlated_side_by_side(trained: Trained, claim: Claim) -> None:
     spec = ex.hexagon()
     result, control = trained(spec), trained(ex.independent(spec))
     near = select.near_best(result)[0]
+    claim.figure(
+        "features",
+        lambda fig: _draw_2d(
+            np.stack([select.best_of(result).W[0], select.best_of(control).W[0]]),
+            ["correlated pairs (0,1), (2,3), (4,5)", "the same features sampled independently"],
+            3,
+            "n=6, m=2, density 0.01: best restart of each",
+        )(fig),
+    )
     hexagon = np.all(metrics.feature_norms(result.W) > 0.5, axis=-1) & ~metrics.collapsed_pairs(
         result.W, PAIRS
     ).any(axis=-1)
@@ -214,7 +224,6 @@ def test_correlated_side_by_side(trained: Trained, claim: Claim) -> None:
     gaps = geometry.angular_gaps(best.W[0])
     claim.record("angular_gaps_deg", gaps)
     claim.regress("angular_gaps_deg", gaps, rtol=0.0, atol=1.0)
-    claim.figure("features", _draw_2d(best.W[:1], ["density 0.01: pairs (0,1), (2,3), (4,5)"], 3))
 
 
 def test_local_orthogonal_bases(trained: Trained, claim: Claim) -> None:
@@ -234,6 +243,18 @@ def test_local_orthogonal_bases(trained: Trained, claim: Claim) -> None:
     best = select.best_of(result)
     W = best.W[0]
     norms = metrics.feature_norms(W)
+    claim.figure(
+        "gram",
+        lambda fig: figures.gram(
+            fig,
+            {
+                "correlated sets": metrics.gram(W),
+                "the same features sampled independently": metrics.gram(select.best_of(control).W[0]),
+            },
+            boundaries=[10],
+            title="n=20, m=10: WᵀW of the best restart; features 0-9 and 10-19 are the two sets",
+        ),
+    )
     every = within_max(result.W)
     control_best = float(within_max(select.best_of(control).W)[0])
     claim.check(
@@ -267,14 +288,6 @@ def test_local_orthogonal_bases(trained: Trained, claim: Claim) -> None:
     claim.record("cross_set_mean", float(cross.mean()))
     claim.record("cross_set_max", float(cross.max()))
     claim.regress("best_eval_loss", best.eval_loss, rtol=0.02)
-
-    def draw(fig: object) -> None:
-        ax = fig.add_subplot(1, 1, 1)  # type: ignore[attr-defined]
-        im = ax.imshow(metrics.gram(W), cmap="RdBu", vmin=-1, vmax=1)
-        ax.set_title("WᵀW: features 0-9 and 10-19 are the two correlated sets", fontsize=8)
-        fig.colorbar(im)  # type: ignore[attr-defined]
-
-    claim.figure("gram", draw)
 
 
 def _collapse_counts(result: Result) -> tuple[np.ndarray, np.ndarray]:
@@ -310,6 +323,25 @@ def test_pca_collapse(trained: Trained, claim: Claim, tier: str) -> None:
     claim.record("collapsed_best", counts)
     claim.record("collapsed_every_restart", every)
     claim.record("paper_ranges", [_paper_count(float(d)) for d in densities])
+    claim.figure(
+        "collapse_vs_density",
+        lambda fig: figures.collapse_counts(
+            fig,
+            densities,
+            counts,
+            paper=ex.PAPER_COLLAPSE_RANGES,
+            title="3 correlated pairs in m=2: pairs collapsed onto their principal component",
+        ),
+    )
+    claim.figure(
+        "features",
+        _draw_2d(
+            select.best_of(result).W,
+            [f"density {d:g}" for d in densities],
+            3,
+            "n=6, m=2: best restart per density (pairs (0,1), (2,3), (4,5) correlated)",
+        ),
+    )
     # The lowest-loss solution at 0.01, 0.1, 0.17 and 0.5, read as "a restart within one standard
     # error of the lowest held-out loss": at 0.01 collapsing one pair or none are near-ties (a
     # third of the restarts collapse one). Not at 0.35: there the lowest loss keeps one pair
@@ -366,17 +398,3 @@ def test_pca_collapse(trained: Trained, claim: Claim, tier: str) -> None:
     best = select.best_of(result)
     if tier == "fast":  # one baseline per claim id: the fast tier's
         claim.regress("best_eval_loss", best.eval_loss, rtol=0.02)
-
-    def draw(fig: object) -> None:
-        ax = fig.add_subplot(1, 1, 1)  # type: ignore[attr-defined]
-        ax.plot(densities, counts, "o-", label="measured (best restart)")
-        for lo, hi, c in ex.PAPER_COLLAPSE_RANGES:
-            ax.plot([max(lo, densities.min()), hi], [c, c], color="grey", lw=6, alpha=0.4)
-        ax.plot([], [], color="grey", lw=6, alpha=0.4, label="paper (approximate ranges)")
-        ax.set_xscale("log")
-        ax.set_xlabel("density 1 - S")
-        ax.set_ylabel("collapsed pairs")
-        ax.legend(fontsize=7)
-
-    claim.figure("collapse_vs_density", draw)
-    claim.figure("features", _draw_2d(best.W, [f"density {d:g}" for d in densities], 3))

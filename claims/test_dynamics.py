@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import geometry, metrics, select
+from toymodel import figures, geometry, metrics, select
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import correlated
 from toymodel.experiments import dynamics as ex
@@ -55,6 +55,16 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
     result, control = trained(spec), trained(correlated.independent(spec))
     best = select.best_of(result)
     W = best.W[0]
+    claim.figure(
+        "features",
+        lambda fig: figures.feature_directions_3d(
+            fig,
+            W,
+            groups=[i // 3 for i in range(6)],
+            group_names=["correlated set 0: features 0-2", "correlated set 1: features 3-5"],
+            title="best restart's final W in m=3: an octahedron, antipodal pairs across the sets",
+        ),
+    )
     near = np.flatnonzero(select.near_best(result)[0])
     axes = np.array([geometry.octahedron_pairs(result.W[k], cos_max=-0.95)[1] for k in near])
     claim.record("restarts_octahedron", int(np.sum(geometry.is_octahedron(result.W))))
@@ -98,6 +108,17 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
     # the final loss). One plateau-then-drop event is what these runs show in the best restart; two
     # or more are rare (CLAIMS.md, measured departures).
     regimes = _regimes(result, int(best.instance[0]))
+    claim.figure(
+        "loss_regimes",
+        lambda fig: figures.loss_regimes(
+            fig,
+            result.loss_steps,
+            result.loss_curve[int(best.instance[0])],
+            plateaus=[(p.start, p.end, p.level) for p in regimes.plateaus],
+            drops=regimes.drop_steps,
+            title="best restart's loss curve and the regimes found in it (toymodel.regimes)",
+        ),
+    )
     counts = [_regimes(result, k).count for k in range(result.spec.instances)]
     claim.record("events_per_restart", counts)
     claim.record("regimes_best", regimes.describe())
@@ -113,35 +134,6 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
         lower=2.0,
     )
     claim.regress("best_eval_loss", best.eval_loss, rtol=0.05)
-
-    def draw_features(fig: object) -> None:
-        ax = fig.add_subplot(1, 1, 1, projection="3d")  # type: ignore[attr-defined]
-        for i in range(6):
-            ax.plot(
-                [0, W[0, i]],
-                [0, W[1, i]],
-                [0, W[2, i]],
-                marker="o",
-                color="tab:blue" if i < 3 else "tab:orange",
-                label=f"{i} (set {i // 3})",
-            )
-        ax.set_title("final W: octahedron, pairs across the sets", fontsize=8)
-        ax.legend(fontsize=6)
-
-    def draw_loss(fig: object) -> None:
-        ax = fig.add_subplot(1, 1, 1)  # type: ignore[attr-defined]
-        k = int(best.instance[0])
-        ax.semilogy(result.loss_steps, result.loss_curve[k], lw=0.5, color="grey")
-        for p in regimes.plateaus:
-            ax.plot([p.start, p.end], [p.level, p.level], lw=3, color="tab:blue")
-        for s in regimes.drop_steps:
-            ax.axvline(s, color="tab:red", lw=1, ls="--")
-        ax.set_xlabel("step")
-        ax.set_ylabel("training loss")
-        ax.set_title("plateaus (blue) and drops (red) found by detect_regimes", fontsize=8)
-
-    claim.figure("features", draw_features)
-    claim.figure("loss_regimes", draw_loss)
 
 
 # ----- energy levels ----------------------------------------------------------------------------
@@ -271,13 +263,14 @@ def test_energy_level_jumps(trained: Trained, claim: Claim) -> None:
         value=p,
         upper=0.05,
     )
-
-    def draw(fig: object) -> None:
-        top, bottom = fig.subplots(2, 1, sharex=True)  # type: ignore[attr-defined]
-        top.plot(steps, D, lw=0.8)
-        top.set_ylabel("feature dimensionality D_i")
-        bottom.semilogy(longest.loss_steps, longest.loss_curve[0], lw=0.5, color="grey")
-        bottom.set_xlabel("step")
-        bottom.set_ylabel("training loss")
-
-    claim.figure("trajectories", draw)
+    claim.figure(
+        "trajectories",
+        lambda fig: figures.trajectories(
+            fig,
+            steps,
+            D,
+            longest.loss_steps,
+            longest.loss_curve[0],
+            title="feature dimensionalities over training (one line per feature) and the loss",
+        ),
+    )

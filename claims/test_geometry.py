@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import geometry, metrics
+from toymodel import figures, geometry, metrics
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import geometry as ex
 
@@ -43,15 +43,6 @@ def _sweep(trained: Trained, tier: ex.Tier) -> tuple[np.ndarray, np.ndarray, np.
     )
 
 
-def _density_axis(ax: object, inv: np.ndarray) -> None:
-    """Log-scaled 1/(1-S) axis with plain tick labels."""
-    ticks = [t for t in (1, 2, 3, 5, 8, 13, 20) if t <= inv[-1] * 1.01]
-    ax.set_xscale("log")  # type: ignore[attr-defined]
-    ax.set_xticks(ticks, [str(t) for t in ticks])  # type: ignore[attr-defined]
-    ax.tick_params(axis="x", which="minor", labelbottom=False)  # type: ignore[attr-defined]
-    ax.set_xlabel("1/(1-S)")  # type: ignore[attr-defined]
-
-
 def _longest_run(mask: np.ndarray) -> tuple[int, int]:
     """(length, start) of the longest run of True in a 1-D mask; (0, -1) if none."""
     best, start, cur = 0, -1, 0
@@ -70,6 +61,16 @@ def test_dims_per_feature_sticky(trained: Trained, claim: Claim, tier: ex.Tier) 
     inv, dstar, _, _ = _sweep(trained, tier)
     claim.record("inverse_density", inv)
     claim.record("dims_per_feature", dstar)
+    claim.figure(
+        "dims_per_feature",
+        lambda fig: figures.dims_per_feature(
+            fig,
+            inv,
+            dstar,
+            band=HALF_TOL,
+            title=f"D* over the uniform sweep ({tier} tier, ReLU output, I = 1), every restart",
+        ),
+    )
     for r, curve in enumerate(dstar.T):
         claim.check(
             "dense_one",
@@ -112,20 +113,6 @@ def test_dims_per_feature_sticky(trained: Trained, claim: Claim, tier: ex.Tier) 
     if tier == "fast":  # seed-to-seed spread per level up to ~0.07 where pairs turn into pentagons
         claim.regress("dims_per_feature", dstar, rtol=0.0, atol=0.08)
 
-    def draw(fig: object) -> None:
-        ax = fig.add_subplot()  # type: ignore[attr-defined]
-        for r, curve in enumerate(dstar.T):
-            ax.plot(inv, curve, marker="o", label=f"restart {r}")
-        for y in (1.0, 0.5):
-            ax.axhline(y, color="grey", lw=0.8, ls="--")
-        ax.axhspan(0.5 - HALF_TOL, 0.5 + HALF_TOL, color="grey", alpha=0.15, lw=0)
-        _density_axis(ax, inv)
-        ax.set_ylabel("D* = m / ||W||_F²")
-        ax.set_ylim(0, 1.1)
-        ax.legend(fontsize=7)
-
-    claim.figure("dims_per_feature", draw)
-
 
 #: Why the paper tier's second peak is an expected failure when it is missing (it is checked, and
 #: the test passes, when it is there; a strict xfail would turn those runs red).
@@ -154,6 +141,16 @@ def test_dimensionality_fractions(trained: Trained, claim: Claim, tier: ex.Tier)
     paper's own saved run only ~26% of features lie within ±0.02 of a fraction.
     """
     inv, _, dims, _ = _sweep(trained, tier)
+    levels, restarts, n = dims.shape
+    claim.figure(
+        "feature_dimensionality",
+        lambda fig: figures.dimensionality_scatter(
+            fig,
+            inv,
+            dims,
+            title=f"D_i of every feature ({tier} tier): {levels} levels × {restarts} restarts × {n} features",
+        ),
+    )
     centres = np.array([0.5, *FRACTIONS.values()])
     peaks = metrics.histogram_peaks(dims, centres)
     table = {
@@ -201,29 +198,6 @@ def test_dimensionality_fractions(trained: Trained, claim: Claim, tier: ex.Tier)
     )
     if tier == "fast":  # share of the pooled D_i within ±0.005 of each centre
         claim.regress("share_at_centres", peaks.at_centre / dims.size, rtol=0.0, atol=0.04)
-
-    def draw(fig: object) -> None:
-        ax = fig.add_subplot()  # type: ignore[attr-defined]
-        levels, restarts, n = dims.shape
-        xs = np.broadcast_to(inv[:, None, None], dims.shape)
-        jitter = np.random.default_rng(0).uniform(0.97, 1.03, size=dims.shape)
-        ax.scatter((xs * jitter).reshape(-1), dims.reshape(-1), s=3, alpha=0.4)
-        for name, y in {
-            "1": 1.0,
-            "3/4": 0.75,
-            "2/3": 2 / 3,
-            "1/2": 0.5,
-            "2/5": 0.4,
-            "3/8": 0.375,
-            "0": 0.0,
-        }.items():
-            ax.axhline(y, color="grey", lw=0.6, ls="--")
-            ax.text(inv[-1] * 1.08, y, name, va="center", fontsize=7)
-        _density_axis(ax, inv)
-        ax.set_ylabel("feature dimensionality D_i")
-        ax.set_title(f"{levels} levels x {restarts} restart(s) x {n} features")
-
-    claim.figure("feature_dimensionality", draw)
 
 
 @pytest.mark.parametrize("tier", TIERS)

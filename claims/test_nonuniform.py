@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import geometry, metrics, select
+from toymodel import figures, geometry, metrics, select
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import nonuniform as ex
 from toymodel.result import Result
@@ -76,6 +76,15 @@ def test_pentagon_baseline(trained: Trained, claim: Claim) -> None:
         "norms": norms,
     }
     claim.record("best_restart_geometry", geometry_found)
+    claim.figure(
+        "pentagon",
+        lambda fig: figures.feature_directions_2d(
+            fig,
+            W[None],
+            ["density 0.05, I = 1"],
+            title="uniform sparsity: the best restart's feature directions (a regular pentagon)",
+        ),
+    )
     claim.check(
         "optimal_pentagon",
         excess < 0.02,
@@ -117,6 +126,18 @@ def test_pentagon_digon_transition(trained: Trained, claim: Claim, tier: ex.Tier
             for r, row in zip(rel, ex.label_restarts(result.W).reshape(len(rel), -1), strict=True)
         },
     )
+    claim.figure(
+        "polygons",
+        lambda fig: figures.feature_directions_2d(
+            fig,
+            W,
+            [f"{r:.2g}×\n{lab}" for r, lab in zip(rel, labels, strict=True)],
+            groups=[1 if i == ex.VARIED else 0 for i in range(ex.N)],
+            group_names=["features of density 1 − S", "the varied feature"],
+            compact=True,
+            title="n=5, m=2: best restart per relative density of the varied feature (sparser to the left)",
+        ),
+    )
     dense = rel >= PENTAGON_FROM
     claim.check(
         "dense_pentagon",
@@ -149,23 +170,6 @@ def test_pentagon_digon_transition(trained: Trained, claim: Claim, tier: ex.Tier
         lower=BRACKET[0],
         upper=BRACKET[1],
     )
-
-    def draw(fig: object) -> None:
-        axes = fig.subplots(1, len(rel), squeeze=False)[0]  # type: ignore[attr-defined]
-        fig.set_size_inches(1.3 * len(rel), 1.8)  # type: ignore[attr-defined]
-        for ax, w, r, lab in zip(axes, W, rel, labels, strict=True):
-            for i in range(ex.N):
-                ax.plot(
-                    [0, w[0, i]],
-                    [0, w[1, i]],
-                    color="C3" if i == ex.VARIED else "C0",
-                    marker="o",
-                    markersize=3,
-                )
-            ax.set(xlim=(-1.4, 1.4), ylim=(-1.4, 1.4), xticks=[], yticks=[], aspect="equal")
-            ax.set_title(f"{r:.2g}x\n{lab}", fontsize=7)
-
-    claim.figure("polygons", draw)
     if tier == "fast":
         # pentagon levels only: a converged pentagon's loss is stable; near the transition the
         # best restart's geometry (and its loss) may flip between re-runs
@@ -207,6 +211,21 @@ def test_pentagon_digon_loss_crossover(trained: Trained, claim: Claim, tier: ex.
     claim.record(
         "crossing_held_out", _crossing(rel, held_out.get("square", nan), held_out.get("pentagon", nan))[0]
     )
+    th = [ex.theory_minima(float(r)) for r in rel]
+    th_p = np.array([t.pentagon_loss if t.pentagon_label == "pentagon" else np.nan for t in th])
+    th_s = np.array([t.square_loss for t in th])
+    claim.figure(
+        "loss_curves",
+        lambda fig: figures.loss_crossover(
+            fig,
+            rel,
+            {"pentagon": pentagon, "square": square},
+            {"pentagon": th_p, "square": th_s},
+            crossings={"trained": crossing, "exact": ex.theory_crossover()},
+            bracket=BRACKET,
+            title="pentagon vs two digons (square): lowest loss per geometry",
+        ),
+    )
     claim.check(
         "one_crossing_in_bracket",
         changes == 1 and BRACKET[0] <= crossing <= BRACKET[1],
@@ -221,9 +240,6 @@ def test_pentagon_digon_loss_crossover(trained: Trained, claim: Claim, tier: ex.
     # each level's best-of-k loss against the lower exact minimum there (measured within 0.7%; a
     # single geometry's curve can sit higher when no restart reached its best form); 2% catches a
     # model stopped far from its minimum. Denser levels are left to the transition claim.
-    th = [ex.theory_minima(float(r)) for r in rel]
-    th_p = np.array([t.pentagon_loss if t.pentagon_label == "pentagon" else np.nan for t in th])
-    th_s = np.array([t.square_loss for t in th])
     upto = rel <= 1.0 + 1e-9
     excess = float(np.max((exact.min(axis=1) / np.fmin(th_p, th_s) - 1)[upto]))
     claim.record("best_excess_over_theory", excess)
@@ -236,19 +252,6 @@ def test_pentagon_digon_loss_crossover(trained: Trained, claim: Claim, tier: ex.
         bound="< 2%",
         upper=0.02,
     )
-
-    def draw(fig: object) -> None:
-        ax = fig.subplots()  # type: ignore[attr-defined]
-        for name, curve, ref, color in (("pentagon", pentagon, th_p, "C0"), ("square", square, th_s, "C3")):
-            ax.plot(rel, curve, "o", color=color, label=f"{name} (trained, lowest loss)")
-            ax.plot(rel, ref, "-", color=color, alpha=0.5, label=f"{name} (exact minimum)")
-        for name, x, style in (("trained", crossing, "--"), ("theory", ex.theory_crossover(), ":")):
-            ax.axvline(x, color="k", linestyle=style, label=f"{name} crossing {x:.3g}")
-        ax.axvspan(*BRACKET, color="0.9", zorder=0)
-        ax.set(xscale="log", yscale="log", xlabel="relative density of the varied feature", ylabel="loss")
-        ax.legend(fontsize=6)
-
-    claim.figure("loss_curves", draw)
     if tier == "fast":
         claim.regress("trained_crossing", crossing, rtol=2e-2)
 

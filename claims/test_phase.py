@@ -30,7 +30,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from toymodel import phasemap, select, theory
+from toymodel import figures, phasemap, select, theory
 from toymodel.cache import derived, source_hash
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import phase as ex
@@ -280,26 +280,16 @@ def test_phase_n2_first_order(trained: Trained, claim: Claim) -> None:
     claim.regress("median_trained_slope_jump", float(np.median(tj)), rtol=0.03)
 
 
-def _draw_maps(r: np.ndarray, s: np.ndarray, maps: dict[str, np.ndarray], names: tuple[str, ...]) -> Callable:
-    def draw(fig: object) -> None:
-        from matplotlib.colors import ListedColormap
-        from matplotlib.patches import Patch
-
-        fig.set_size_inches(4.2 * len(maps), 4)  # type: ignore[attr-defined]
-        axes = fig.subplots(1, len(maps), squeeze=False)[0]  # type: ignore[attr-defined]
-        colours = ["#dddddd", "#4477aa", "#cc3311", "#ddaa33", "#228833", "#000000"][: len(names)]
-        cmap = ListedColormap(colours)
-        for ax, (title, lab) in zip(axes, maps.items(), strict=True):
-            ax.pcolormesh(r, s, lab.T, cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, shading="nearest")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("relative importance r of the extra feature")
-            ax.set_title(title, fontsize=9)
-        axes[0].set_ylabel("density s")
-        handles = [Patch(color=c, label=nm) for c, nm in zip(colours, names, strict=True)]
-        axes[-1].legend(handles=handles, fontsize=6, loc="lower right")
-
-    return draw
+def _draw_maps(
+    n: int, r: np.ndarray, s: np.ndarray, maps: dict[str, np.ndarray], names: tuple[str, ...]
+) -> Callable[[object], None]:
+    boundary = theory.boundary_n2(r) if n == 2 else theory.boundary_n3(r)
+    title = (
+        "n=2, m=1: what the extra feature gets"
+        if n == 2
+        else "n=3, m=2: the configuration of the three features"
+    )
+    return lambda fig: figures.phase_diagram(fig, r, s, maps, names, boundary=boundary, title=title)
 
 
 @pytest.mark.parametrize("tier", TIER_PARAMS)
@@ -331,6 +321,7 @@ def test_phase_n2_empirical(trained: Trained, claim: Claim, tier: ex.Tier) -> No
     claim.figure(
         f"maps-{tier}",
         _draw_maps(
+            2,
             r,
             s,
             {
@@ -456,6 +447,7 @@ def test_phase_n3_empirical(trained: Trained, claim: Claim, tier: ex.Tier) -> No
     claim.figure(
         f"maps-{tier}",
         _draw_maps(
+            3,
             r,
             s,
             {

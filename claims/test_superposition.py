@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import geometry, metrics, models, select
+from toymodel import figures, geometry, metrics, models, select
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import superposition as ex
 from toymodel.result import Result
@@ -85,6 +85,12 @@ def test_linear_top_m(trained: Trained, claim: Claim) -> None:
     the others (n=20, m=5, I=0.7^i, every density)."""
     result = trained(ex.sparsity_sweep("linear"))
     W, b = _best_W(result)
+    claim.figure(
+        "sweep",
+        lambda fig: figures.superposition_sweep(
+            fig, W, ex.DENSITIES, title="linear model (n=20, m=5, I=0.7^i), best restart per density"
+        ),
+    )
     _top_m_checks(claim, W, b, ex.DENSITIES, 5)
     claim.regress("best_eval_loss", result.by_setting(result.eval_loss).min(axis=1), rtol=1e-3)
 
@@ -113,6 +119,12 @@ def test_relu_superposition_grows(trained: Trained, claim: Claim) -> None:
     f2 = metrics.frobenius_sq(W)
     norms, sup = metrics.feature_norms(W), metrics.superposition(W)
     claim.record("frobenius_sq", f2)
+    claim.figure(
+        "sweep",
+        lambda fig: figures.superposition_sweep(
+            fig, W, ex.DENSITIES, title="ReLU output model (n=20, m=5, I=0.7^i), best restart per density"
+        ),
+    )
     claim.check(
         "dense_frobenius",
         abs(f2[0] - 5) < 0.2,
@@ -338,16 +350,15 @@ def test_intro_pentagon(trained: Trained, claim: Claim) -> None:
     G = metrics.gram(W[2])
     claim.record("pentagon_neighbour_dots", [float(G[order[i], order[(i + 1) % 5]]) for i in range(5)])
 
-    def draw(fig: object) -> None:
-        axes = fig.subplots(1, 3)  # type: ignore[attr-defined]
-        for ax, Wl, d in zip(axes, W, (1.0, 0.2, 0.1), strict=True):
-            for i in range(5):
-                ax.plot([0, Wl[0, i]], [0, Wl[1, i]], marker="o", label=str(i))
-            ax.set_aspect("equal")
-            ax.set_title(f"density {d}")
-        axes[0].legend(fontsize=6)
-
-    claim.figure("features", draw)
+    claim.figure(
+        "features",
+        lambda fig: figures.feature_directions_2d(
+            fig,
+            W,
+            [f"density {d}" for d in (1.0, 0.2, 0.1)],
+            title="n=5, m=2, I=0.9^i: feature directions W_i (best restart; feature 0 most important)",
+        ),
+    )
 
 
 @pytest.mark.theory

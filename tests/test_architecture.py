@@ -23,7 +23,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "analysis": ("metrics", "geometry", "select", "phasemap", "regimes", "adversarial", "theory"),
     "experiments": ("experiments",),
-    "engine": ("claim", "baselines", "cache", "pytest_plugin", "check", "calibration", "verdicts", "docs"),
+    "figures": ("figures",),
+    "engine": ("claim", "baselines", "cache", "pytest_plugin", "check", "calibration", "verdicts", "docs",
+               "progress", "report"),
+    "command line": ("cli", "__main__"),
 }
 #: the only modules that may import torch at module level (the reference and the notebook loop)
 TORCH_MODULES = {"impl_torch", "impl_torch_plain", "sparse_step"}

@@ -14,6 +14,9 @@ seed, in parallel over ``--jobs`` processes sharing the result cache, and the ta
 claim the passes, the passes it needs (:mod:`toymodel.verdicts`: at most a 1% chance that a correct
 implementation falls short, from the calibrated pass rates) and the verdict. Exit status: 0 every
 claim passed, 1 a claim failed, 2 a usage or contract error.
+
+``toymodel check`` (:mod:`toymodel.cli`) is the newer name: the same runs, with ``--report PATH``
+(HTML or JSON) and a verdict table at the end of a single-seed run too.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ see which checks a result breaks.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from .baselines import BaselineStore
 from .result import Result
 from .spec import Spec
 
-__all__ = ["Claim", "ClaimFailure", "Trained", "jsonable"]
+__all__ = ["Claim", "ClaimFailure", "Trained", "figures_unavailable", "jsonable"]
 
 #: what the ``trained`` fixture is: the implementation's validated, suite-scored result of a spec
 Trained = Callable[[Spec], Result]
@@ -65,6 +66,19 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+@functools.cache
+def figures_unavailable() -> str | None:
+    """Why figures cannot be drawn here (matplotlib cannot be imported), or None; asked once."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+    except Exception as exc:  # ImportError, or a broken install
+        return f"matplotlib cannot be imported ({type(exc).__name__}: {exc}); pip install matplotlib"
+    return None
+
+
 def _is_number(value: Any) -> bool:
     numeric = isinstance(value, (int, float, np.integer, np.floating))
     return numeric and not isinstance(value, (bool, np.bool_))
@@ -99,7 +113,10 @@ class Claim:
     values: dict[str, Any] = field(default_factory=dict)
     spec_hashes: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
+    figure_errors: list[str] = field(default_factory=list)
     regression: list[str] = field(default_factory=list)
+    #: per spec hash this claim read: its name, model, shape, seed and instances (for the report)
+    specs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def check(self, key: str, ok: bool | np.bool_, *, what: str, measured: Any, bound: Any,
               value: float | None = None, lower: float | None = None, upper: float | None = None) -> None:
@@ -137,6 +154,14 @@ class Claim:
         """Note the specs whose results this claim read (for the report and baselines)."""
         self.spec_hashes.extend(h for h in spec_hashes if h not in self.spec_hashes)
 
+    def uses_spec(self, spec: Spec) -> None:
+        """Note a spec this claim read, with what a report shows of it."""
+        key = spec.hash()
+        self.uses(key)
+        self.specs.setdefault(key, {"name": spec.name, "model": spec.model, "n": spec.n, "m": spec.m,
+                                    "seed": spec.seed, "instances": spec.instances,
+                                    "steps": spec.train.steps})
+
     def regress(self, name: str, value: Any, *, rtol: float, atol: float = 0.0) -> None:
         """Regression tier: compare with ``baselines/<id>.json`` for the reference implementation
         at claims seed 0; a no-op for any other implementation or seed."""
@@ -146,18 +171,15 @@ class Claim:
         self.regression.append(self.baselines.check(self.id, name, value, rtol=rtol, atol=atol,
                                                     spec_hashes=self.spec_hashes, seed=self.seed))
 
-    def figure(self, name: str, draw: Callable[[Any], None], *, projection: str | None = None) -> None:
-        """Draw a figure with ``draw(figure)`` and save it as PNG, when a report is requested and
-        matplotlib is installed; otherwise do nothing."""
-        if self.figure_dir is None:
+    def figure(self, name: str, draw: Callable[[Any], None]) -> None:
+        """Draw a figure with ``draw(figure)`` (see :mod:`toymodel.figures`) and save it as PNG, when
+        a report is requested and matplotlib can be imported (else nothing: the plugin says once
+        why). A figure that fails to draw never changes the verdict: the error is kept in
+        ``figure_errors`` and shown in the report."""
+        if self.figure_dir is None or figures_unavailable() is not None:
             return
-        try:
-            import matplotlib
+        import matplotlib.pyplot as plt
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            return
         self.figure_dir.mkdir(parents=True, exist_ok=True)
         fig = plt.figure(figsize=(6, 4.5))
         try:
@@ -165,10 +187,13 @@ class Claim:
             path = self.figure_dir / f"{self.id}-{name}.png"
             fig.savefig(path, dpi=110, bbox_inches="tight")
             self.figures.append(str(path))
+        except Exception as exc:  # a presentation fault, not a verdict
+            self.figure_errors.append(f"figure {name!r}: {type(exc).__name__}: {exc}")
         finally:
             plt.close(fig)
 
     def as_dict(self) -> dict[str, Any]:
         return {"claim": self.id, "tier": self.tier, "implementation": self.implementation, "seed": self.seed,
                 "checks": self.checks, "values": self.values, "spec_hashes": self.spec_hashes,
-                "figures": self.figures, "regression": self.regression}
+                "figures": self.figures, "figure_errors": self.figure_errors, "regression": self.regression,
+                "specs": self.specs}

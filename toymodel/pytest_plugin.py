@@ -11,7 +11,15 @@ Options:
                               $TOYMODEL_CACHE_DIR, else ~/.cache/toymodel/results: one folder shared
                               by pytest, tox and ``toymodel-claims``)
     --xfails-file PATH        claim ids expected to fail for this implementation, one per line
-    --claims-report PATH      write a JSON report (and PNG figures beside it)
+                              (one that passes fails the run, with the verdict ``xpassed-declared``)
+    --claims-report PATH      write the claims report: ``.json``, or ``.html`` for one self-contained
+                              page (:mod:`toymodel.report`) with the JSON beside it; the figures
+                              are PNG files in ``<name>-figures/`` beside it. Under pytest-xdist the
+                              workers' records are merged into one report by the controller.
+    --claims-table            end with a verdict table, one line per claim test with its key check
+                              against its bound (``toymodel check`` passes it)
+    --cache-only              train nothing: a claim whose result is not in the cache is skipped
+                              (re-renders a report from cached results)
     --train-timeout SECONDS   time limit of one training (default 1800; none when -m selects slow;
                               0: none); a training past it fails its claims with one line
 
@@ -31,6 +39,11 @@ is not on ``sys.path`` is also looked for in the folder pytest was started in, a
 Fixtures: ``trained(spec) -> Result`` (cached, validated, scored by the suite, reseeded),
 ``claim`` (a :class:`toymodel.claim.Claim` for the test's claim id), ``impl_name``, ``claims_seed``.
 
+Progress (:mod:`toymodel.progress`): on a terminal, a training longer than two seconds shows a
+live line (the experiment, the claim test out of how many, elapsed time, ETA); when output is not
+a terminal, one line per finished training; nothing under ``-q``. Ctrl-C stops the run; results
+trained before it stay in the cache, and the report holds the claims finished so far.
+
 A claim test's id is its function name without ``test_`` (or ``@pytest.mark.claim("id")``).
 Tests marked ``slow`` are skipped unless the ``-m`` expression names ``slow``. Tests marked
 ``theory`` train nothing: they check the suite's closed forms and geometry, are reported in a
@@ -44,12 +57,15 @@ summary.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import inspect
 import json
 import math
 import os
 import sys
 import traceback
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +81,7 @@ from .cache import (
     default_cache_dir,
     fingerprint,
 )
-from .claim import Claim, ClaimFailure, jsonable
+from .claim import Claim, ClaimFailure, figures_unavailable, jsonable
 from .implementations import (
     DEFAULT,
     ENV_VAR,
@@ -75,6 +91,7 @@ from .implementations import (
     selected_name,
     selection_source,
 )
+from .progress import Mode, TrainingProgress
 from .result import ContractError, Result, eval_loss_disagreement
 from .spec import Spec
 
@@ -82,6 +99,12 @@ SECTIONS = ("superposition", "phase", "geometry", "nonuniform", "correlated", "d
             "privileged", "computation", "adversarial")
 _CLAIM_KEY = pytest.StashKey[Claim]()
 _STATE_KEY = pytest.StashKey["SuiteState"]()
+#: the sessions' states, innermost last, for the hooks that are not given the config
+_SESSIONS: list[SuiteState] = []
+
+
+def _current() -> SuiteState | None:
+    return _SESSIONS[-1] if _SESSIONS else None
 
 
 class ImplementationFailure(Exception):
@@ -94,6 +117,10 @@ _ONE_LINE = (ClaimFailure, BaselineError, ContractError, ImplementationError, Im
 SEED_LIMIT = 2**31
 #: --train-timeout's default, seconds (the fast tier's longest training takes minutes)
 TRAIN_TIMEOUT = 1800.0
+
+
+class NotCached(Exception):
+    """--cache-only and a spec whose result is not in the cache: the claim is skipped."""
 
 
 class OptionError(Exception):
@@ -113,7 +140,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--no-cache", action="store_true", help="train afresh, ignoring cached results")
     group.addoption("--xfails-file", default=None, metavar="PATH",
                     help="claim ids expected to fail for this implementation (one per line, # comments)")
-    group.addoption("--claims-report", default=None, metavar="PATH", help="write a JSON claims report here")
+    group.addoption("--claims-report", default=None, metavar="PATH",
+                    help="write the claims report here: .json, or .html (one self-contained page, the JSON "
+                         "beside it)")
+    group.addoption("--claims-table", action="store_true",
+                    help="end with a verdict table: one line per claim test, its key check against its bound")
+    group.addoption("--cache-only", action="store_true",
+                    help="train nothing: claims whose results are not cached are skipped")
     group.addoption("--train-timeout", default=None, metavar="SECONDS",
                     help=f"time limit of one training (default {TRAIN_TIMEOUT:g}; none when -m selects "
                          "slow; 0: none)")
@@ -134,11 +167,19 @@ class SuiteState:
         self.train_timeout = _train_timeout(config)
         self.regen = bool(config.getoption("--regen-baselines"))
         self.no_cache = bool(config.getoption("--no-cache"))
+        self.cache_only = bool(config.getoption("--cache-only"))
+        if self.cache_only and self.no_cache:
+            raise OptionError("--cache-only reads results from the cache and --no-cache ignores it: "
+                              "give one of them")
         self._impl: Callable[[Spec], Any] | None = None
         self._impl_error: ImplementationError | None = None
         self._code = ""
         self.memory: dict[str, Result] = {}
         self.records: list[dict[str, Any]] = []
+        self.started = datetime.datetime.now().isoformat(timespec="seconds")
+        #: the test now running, as pytest_runtest_logstart gave it (nodeid, location)
+        self.running: tuple[str, tuple[str, int | None, str]] | None = None
+        self.progress = TrainingProgress("off", write=lambda line: None)
         #: one line per spec whose reported held-out losses the suite's recomputation contradicts
         self.notices: dict[str, str] = {}
         #: cache faults (a file retrained, a result not written), each said once in the summary
@@ -151,6 +192,7 @@ class SuiteState:
                               f"('{DEFAULT}', claims seed 0), and {' and '.join(why)}: nothing would be "
                               "written; drop --regen-baselines, or regenerate with the reference at seed 0")
         self.xfail_ids, self.unknown_xfails = self._read_xfails(config.getoption("--xfails-file"))
+        self.said_unknown_xfails = False
         report = config.getoption("--claims-report")
         self.report_path = _writable_file("--claims-report", Path(report)) if report else None
         self.baselines = BaselineStore(self._baselines_dir(config), regen=self.regen)
@@ -248,7 +290,11 @@ class SuiteState:
         impl = self.implementation()
 
         def fresh(s: Spec) -> Result:
-            return run(self.impl_name, s, impl, timeout=self.train_timeout or None)
+            if self.cache_only:
+                raise NotCached(f"not in the result cache {self.cache.root if self.cache else ''}: spec "
+                                f"{s.hash()} ({s.name or s.model}); --cache-only trains nothing")
+            with self.progress.training(s):
+                return run(self.impl_name, s, impl, timeout=self.train_timeout or None)
 
         if self.cache is not None:
             result = self.cache.get_or_train(spec, self.impl_name, self._code, fresh)
@@ -324,6 +370,51 @@ def _trains(item: pytest.Item) -> bool:
     return "trained" in getattr(item, "fixturenames", ()) and item.get_closest_marker("skip") is None
 
 
+def _is_worker(config: pytest.Config) -> bool:
+    """A pytest-xdist worker (its controller writes the report and shows progress)."""
+    return hasattr(config, "workerinput")
+
+
+def _progress_mode(config: pytest.Config) -> Mode:
+    if config.getoption("verbose") < 0 or _is_worker(config) or (
+            config.pluginmanager.get_plugin("terminalreporter") is None):
+        return "off"
+    try:
+        tty = sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return "live" if tty and os.environ.get("TERM") != "dumb" else "lines"
+
+
+@contextlib.contextmanager
+def _uncaptured(config: pytest.Config) -> Iterator[None]:
+    """pytest's output capture suspended: what is written here reaches the terminal."""
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    if capman is None:
+        yield
+        return
+    with capman.global_and_fixture_disabled():
+        yield
+
+
+def _writer(config: pytest.Config) -> Callable[[str], None]:
+    """Write one line of our own between pytest's progress output, on a fresh line, outside the
+    capture; pytest's next result starts a new line and repeats the file name."""
+
+    def write(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return
+        with _uncaptured(config):
+            reporter.ensure_newline()
+            tw = config.get_terminal_writer()
+            if tw.width_of_current_line:
+                tw.line()
+            tw.write(line, flush=True)
+
+    return write
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: paper-scale claims; skipped unless -m selects 'slow'")
     config.addinivalue_line("markers", "gpu: needs CUDA; skipped without it")
@@ -334,14 +425,46 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("help", False) or config.getoption("version", False):
         return  # pytest --help / --version: nothing to check
     try:
-        config.stash[_STATE_KEY] = SuiteState(config)
+        st = config.stash[_STATE_KEY] = SuiteState(config)
     except OptionError as exc:
         pytest.exit(f"toymodel: {exc}", returncode=2)
+    kept = (f"are kept in the cache {st.cache.root}, and a rerun reuses them" if st.cache is not None
+            else "are not kept (--no-cache)")
+    st.progress = TrainingProgress("off", write=_writer(config), visible=lambda: _uncaptured(config),
+                                   resume=lambda: _resume(config), kept=kept)
+    _SESSIONS.append(st)
+
+
+def _resume(config: pytest.Config) -> None:
+    """After a line of ours inside a test: repeat what pytest wrote when the test started (its
+    file, or with -v its name), so that its result lands on that line, not after ours."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    st = config.stash.get(_STATE_KEY, None)
+    if reporter is None or st is None or st.running is None:
+        return
+    with _uncaptured(config):
+        reporter.pytest_runtest_logstart(nodeid=st.running[0], location=st.running[1])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    st = _current()
+    if st is not None:
+        st.running = (nodeid, location)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Choose how training shows (the terminal reporter is registered by now)."""
+    st = session.config.stash.get(_STATE_KEY, None)
+    if st is not None:
+        st.progress.mode = _progress_mode(session.config)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Import the default implementation when a collected test trains (see the module docstring)."""
     st = session.config.stash.get(_STATE_KEY, None)
+    if st is not None:
+        st.progress.tests_total = sum(_trains(item) for item in session.items)
     if st is None or st.loaded or not any(_trains(item) for item in session.items):
         return
     try:
@@ -359,6 +482,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
              f"time limit per training = {limit}"]
     if st.xfail_ids:
         lines.append(f"toymodel: {len(st.xfail_ids)} claim(s) declared as known failures")
+    if st.report_path is not None and figures_unavailable() is not None:
+        lines.append(f"toymodel: the report has no figures: {figures_unavailable()}")
     import importlib.util
 
     # without torch, a run that trains with the reference stops after collection with one line
@@ -402,7 +527,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.xfail(reason=st.xfail_ids[cid], strict=True))
     if st.xfail_ids:
         st.unknown_xfails = sorted(set(st.xfail_ids) - seen)
-        if st.unknown_xfails:
+        if st.unknown_xfails and not _is_worker(config):
+            st.said_unknown_xfails = True
             reporter = config.pluginmanager.get_plugin("terminalreporter")
             text = (f"toymodel WARNING: --xfails-file names claim ids that no collected test has: "
                     f"{', '.join(st.unknown_xfails)}")
@@ -445,10 +571,14 @@ def trained(request: pytest.FixtureRequest) -> Callable[[Spec], Result]:
             result = st.train(spec)
         except (ImplementationError, ContractError) as exc:
             raise ImplementationFailure(str(exc)) from exc  # the chain shows with -v / --tb=long
+        except NotCached as exc:
+            pytest.skip(str(exc))
         claim: Claim | None = request.node.stash.get(_CLAIM_KEY, None)
         if claim is not None:
-            claim.uses(result.spec.hash())
+            claim.uses_spec(result.spec)
         return result
+
+    st.progress.next_test()
 
     return get
 
@@ -481,21 +611,41 @@ def pytest_runtest_makereport(
     c = item.stash.get(_CLAIM_KEY, None)
     if c is not None and (report.when == "call" or (report.when == "setup" and report.outcome != "passed")):
         st = _state(item.config)
+        message = str(error).splitlines()[0] if error is not None and str(error) else ""
+        strict_xpass = (report.when == "call" and report.failed and error is None
+                        and str(report.longrepr or "").startswith("[XPASS(strict)]"))
         if isinstance(error, BaselineError):
             verdict = "regression-failed"
         elif isinstance(error, ImplementationFailure):
             verdict = "implementation-error"
+        elif strict_xpass:
+            declared = st.xfail_ids.get(c.id)
+            verdict = "xpassed-declared" if declared else "xpassed"
+            why = declared or f"the suite expects it to fail: {str(report.longrepr).split('] ', 1)[-1]}"
+            advice = ": remove it from that file" if declared else ""
+            message = (f"[{c.id}] passed, but it is {why}{advice} (implementation {c.implementation!r}, "
+                       f"claims seed {c.seed})")
+            if not _full_tracebacks(item.config):
+                report.longrepr = _OneLine(f"{item.nodeid}: {message}")  # type: ignore[assignment]
         elif hasattr(report, "wasxfail"):
             verdict = "xfailed" if report.skipped else "xpassed"
         else:
             verdict = report.outcome
         record = c.as_dict()
-        record.update({"test": item.nodeid, "verdict": verdict,
-                       "message": str(error).splitlines()[0] if error is not None and str(error) else ""})
+        record.update({"test": item.nodeid, "verdict": verdict, "message": message,
+                       "section": next((m for m in SECTIONS if item.get_closest_marker(m) is not None), ""),
+                       "statement": _statement(item), "duration": report.duration})
         st.records.append(record)
     if report.failed and isinstance(error, _ONE_LINE) and not _full_tracebacks(item.config):
         report.longrepr = _OneLine(f"{item.nodeid}: {error}")  # type: ignore[assignment]
     return report
+
+
+def _statement(item: pytest.Item) -> str:
+    """The claim as the test's docstring states it (the paper's sentence), on one paragraph per
+    paragraph."""
+    doc = inspect.getdoc(getattr(item, "function", None)) or ""
+    return "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n") if p.strip())
 
 
 class _OneLine:
@@ -524,10 +674,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if theory:
         terminalreporter.write_line("theory tier (the suite's closed forms, no implementation involved): "
                                     + _counts(theory))
+    if st.unknown_xfails and not st.said_unknown_xfails:
+        terminalreporter.write_line("toymodel WARNING: --xfails-file names claim ids that no collected test "
+                                    f"has: {', '.join(st.unknown_xfails)}", yellow=True)
     for line in st.notices.values():
         terminalreporter.write_line(f"NOTE: {line}", yellow=True)
     for line in st.warnings:
         terminalreporter.write_line(f"toymodel WARNING: {line}", yellow=True)
+    if config.getoption("--claims-table"):
+        from .report import default_calibration_dir, verdict_lines
+
+        for line, failing in verdict_lines(_payload(st), default_calibration_dir()):
+            terminalreporter.write_line(line, red=failing)
     if st.regen:
         changes = st.baselines.changes
         terminalreporter.write_line(f"--regen-baselines wrote {len(changes)} change(s) to {st.baselines.root}"
@@ -540,22 +698,83 @@ def _counts(summary: dict[str, int]) -> str:
     return ", ".join(f"{v} {k}" for k, v in sorted(summary.items()))
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    st = session.config.stash.get(_STATE_KEY, None)
-    if st is None or st.report_path is None:
-        return
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    path = st.report_path if worker is None else st.report_path.with_name(
-        f"{st.report_path.stem}.{worker}{st.report_path.suffix}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _payload(st: SuiteState, interrupted: bool = False) -> dict[str, Any]:
     claims = [r for r in st.records if r.get("tier") != "theory"]
     theory = [r for r in st.records if r.get("tier") == "theory"]
     payload = {"toymodel": __version__, "implementation": st.impl_name, "claims_seed": st.seed,
-               "unknown_xfail_ids": st.unknown_xfails, "notices": list(st.notices.values()),
-               "warnings": list(st.warnings),
+               "started": st.started, "unknown_xfail_ids": st.unknown_xfails,
+               "notices": list(st.notices.values()), "warnings": list(st.warnings),
+               "figures_skipped": figures_unavailable() if st.report_path is not None else None,
                "summary": _summary(claims), "claims": claims,
                "theory_summary": _summary(theory), "theory": theory}
-    path.write_text(json.dumps(jsonable(payload), indent=2) + "\n")
+    if interrupted:
+        payload["interrupted"] = True
+    return payload
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    st = session.config.stash.get(_STATE_KEY, None)
+    if st is None:
+        return
+    if _is_worker(session.config):  # the controller merges the workers' records (pytest_testnodedown)
+        session.config.workeroutput["toymodel"] = json.dumps(jsonable({  # type: ignore[attr-defined]
+            "records": st.records, "notices": st.notices, "warnings": list(st.warnings),
+            "unknown_xfails": st.unknown_xfails}))
+        return
+    if st.report_path is None:
+        return
+    from .report import default_calibration_dir, write
+
+    base = st.report_path.parent.resolve()
+    for record in st.records:  # figure paths relative to the report, so that the folder can move
+        record["figures"] = [os.path.relpath(Path(f).resolve(), base) for f in record.get("figures", [])]
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    try:
+        write(_payload(st, interrupted), st.report_path, calibration=default_calibration_dir())
+    except Exception as exc:  # the JSON is written first; a page that cannot be rendered is said
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        line = (f"toymodel WARNING: the report {st.report_path} could not be written "
+                f"({type(exc).__name__}: {exc})")
+        if reporter is not None:
+            reporter.write_line(line, yellow=True)
+        else:
+            print(line, file=sys.stderr)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist: a worker finished; keep its records for the one report the controller writes."""
+    st = node.config.stash.get(_STATE_KEY, None)
+    raw = getattr(node, "workeroutput", {}).get("toymodel")
+    if st is None or raw is None:
+        return
+    data = json.loads(raw)
+    st.records.extend(data["records"])
+    for key, line in data["notices"].items():
+        st.notices.setdefault(key, line)
+    for line in data["warnings"]:
+        st.warn(line)
+    if data["unknown_xfails"]:
+        st.unknown_xfails = data["unknown_xfails"]
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Ctrl-C: say what is kept (unless the training that was cut short said it already)."""
+    st = _current()
+    if st is None or _is_worker(st.config):
+        return
+    lines = [] if st.progress.interrupted is not None else [  # else the cut-short training said it
+        f"toymodel: interrupted; the {st.progress.trained} result(s) trained in this run {st.progress.kept}"]
+    if st.report_path is not None:
+        lines.append(f"toymodel: the report {st.report_path} holds the claims finished before the interrupt")
+    for line in lines:
+        _writer(st.config)(line + "\n")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    st = config.stash.get(_STATE_KEY, None)
+    if st in _SESSIONS:
+        _SESSIONS.remove(st)
 
 
 def _summary(records: list[dict[str, Any]]) -> dict[str, int]:
