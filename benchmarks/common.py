@@ -67,13 +67,14 @@ def table() -> str:
         if row.fast and dens == 1.0:
             rate = matmul_flops(n, m, inst) / row.fast / 1e9
             gf = f"{rate:8.1f}"
-            share = f"{100 * rate / peak:7.0f}%" if peak else ""
+            share = f"{100 * rate / peak:7.0f}%" if peak and kind != "cuda" else ""
         cfg = f"{n}/{m}/{inst}"
         lines.append(f"{kind:5} {cfg:>11} {dens:8.3g} {plain} {fast} {ratio} {gf:>8} {share:>8}")
     for name, rate in RATES.items():
         lines.append(f"fp32 {name} rate: {rate:.1f} GFLOP/s")
     lines.append("run = whole fit (sampling, step, AdamW, logging); core = the reference's gradient + AdamW "
                  "step on a fixed batch (no sampling); numpy = the numpy implementation's whole run in "
-                 "shards on the benchmark's threads (ref) against one block on one thread (plain). "
-                 "% of mm = the 5 batched products' FLOPs / time / torch.mm rate (dense configurations).")
+                 "shards on the benchmark's threads (ref) against one block on one thread (plain); "
+                 "cuda = the whole fit on the GPU (only when CUDA is present; no % of mm). % of mm = the "
+                 "5 batched products' FLOPs / time / torch.mm rate (dense configurations).")
     return "\n".join(lines)

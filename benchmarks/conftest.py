@@ -23,5 +23,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if RESULTS:
-        terminalreporter.write_sep("=", f"toymodel throughput (torch threads = {torch.get_num_threads()})")
+        gpu = f", GPU: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+        threads = torch.get_num_threads()
+        terminalreporter.write_sep("=", f"toymodel throughput (torch threads = {threads}{gpu})")
         terminalreporter.write_line(table())

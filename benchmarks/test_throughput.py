@@ -92,3 +92,23 @@ def test_numpy_shards(benchmark: Any, monkeypatch: pytest.MonkeyPatch, cfg: tupl
     benchmark.pedantic(impl_numpy.train, args=(spec,), kwargs={"threads": threads}, rounds=3, iterations=1,
                        warmup_rounds=1)
     record("numpy", cfg, 1.0, which, benchmark.stats.stats.min / steps)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("which", ["plain", "fast"])
+@pytest.mark.parametrize("density", [1.0, 0.01])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_run_cuda(benchmark: Any, cfg: tuple[int, int, int], density: float, which: str) -> None:
+    """The whole short run on the GPU (``spec.device = "cuda"``), beside the CPU rows: the reference
+    and the plain loop, each synchronised before the clock stops. Skipped without CUDA."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    spec = spec_for(*cfg, density).replace(device="cuda")
+    fit = impl_torch_plain.fit if which == "plain" else fast_impl().fit
+
+    def run() -> None:
+        fit(spec)
+        torch.cuda.synchronize()
+
+    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    record("cuda", cfg, density, which, benchmark.stats.stats.min / STEPS[cfg[0]])

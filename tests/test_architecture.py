@@ -24,8 +24,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "analysis": ("metrics", "geometry", "select", "phasemap", "regimes", "adversarial", "theory"),
     "experiments": ("experiments",),
     "figures": ("figures",),
-    "engine": ("claim", "baselines", "cache", "pytest_plugin", "check", "calibration", "verdicts", "docs",
-               "progress", "report"),
+    "engine": ("claim", "baselines", "cache", "executors", "prefetch", "pytest_plugin", "check",
+               "calibration", "verdicts", "docs", "progress", "report"),
     "command line": ("cli", "__main__"),
 }
 #: the only modules that may import torch at module level (the reference and the notebook loop)

@@ -279,14 +279,37 @@ class ResultCache:
                     self.warn(f"cached result {path} could not be used ({type(exc).__name__}: "
                               f"{' '.join(str(exc).split())[:200]}); retrained it")
             result = train(spec)
-            try:
-                save(result, path)
-            except Exception as exc:  # disk full, read-only: the caller keeps the result in memory
-                if not self._write_failed:
-                    self._write_failed = True
-                    self.warn(f"could not write trained results to the cache {self.root} "
-                              f"({type(exc).__name__}: {exc}); they are kept for this run only")
+            self._save(result, path)
             return result
+
+    def has(self, spec: Spec, implementation: str, code: str) -> bool:
+        """Whether a result of this key is on disk (not read: one that cannot be is retrained when
+        it is asked for, as always)."""
+        return self.path(self.key(spec, implementation, code)).exists()
+
+    def store(self, spec: Spec, implementation: str, code: str, result: Result) -> bool:
+        """Write a result trained elsewhere (an executor's worker) under its key, with the same lock
+        and atomic rename as :meth:`get_or_train`; False (said once) when it cannot be written."""
+        key = self.key(spec, implementation, code)
+        lock = self.root / f"{key}.lock"
+
+        def gave_up() -> None:
+            self.warn(f"waited {self.lock_timeout:g} s for {lock}, which another process holds; wrote the "
+                      "result without it")
+
+        with _locked(lock, self.lock_timeout, gave_up):
+            return self._save(result, self.path(key))
+
+    def _save(self, result: Result, path: Path) -> bool:
+        try:
+            save(result, path)
+        except Exception as exc:  # disk full, read-only: the caller keeps the result in memory
+            if not self._write_failed:
+                self._write_failed = True
+                self.warn(f"could not write trained results to the cache {self.root} "
+                          f"({type(exc).__name__}: {exc}); they are kept for this run only")
+            return False
+        return True
 
     @staticmethod
     def _read(path: Path, spec: Spec, implementation: str) -> Result:

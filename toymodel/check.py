@@ -6,14 +6,18 @@ Usage::
     toymodel-claims --impl numpy -k phase --claims-report r.json
     toymodel-claims --impl mymod:train -m slow                  # the paper-scale tier
     toymodel-claims --impl numpy --seeds 5 [--jobs 2]           # every claim at seeds 0-4: a verdict table
+    toymodel-claims --impl numpy --seeds 5 --executor dask://scheduler:8786   # their training on a cluster
 
 Every argument is passed to pytest; the claims are collected from the installed package, so no
 checkout is needed, and ``--impl module:attr`` finds modules in the current folder (as
 ``python -m`` does). With ``--seeds K`` (or a list such as ``0-4,9``) the fast tier runs once per
 seed, in parallel over ``--jobs`` processes sharing the result cache, and the table gives per
 claim the passes, the passes it needs (:mod:`toymodel.verdicts`: at most a 1% chance that a correct
-implementation falls short, from the calibrated pass rates) and the verdict. Exit status: 0 every
-claim passed, 1 a claim failed, 2 a usage or contract error.
+implementation falls short, from the calibrated pass rates) and the verdict. With ``--executor``
+(:mod:`toymodel.executors`) the specs of every seed are first trained through it into the result
+cache (``pytest --train-only --train-seeds``, in this process), and the seeds' runs then read them
+from there; ``--device cuda`` trains every spec on the GPU. Exit status: 0 every claim passed, 1 a
+claim failed, 2 a usage or contract error, 130 interrupted while training.
 
 ``toymodel check`` (:mod:`toymodel.cli`) is the newer name: the same runs, with ``--report PATH``
 (HTML or JSON) and a verdict table at the end of a single-seed run too.
@@ -48,13 +52,24 @@ def _multi_seed(ns: argparse.Namespace, rest: list[str]) -> int:
 
     if rest:
         print(
-            f"toymodel-claims: with --seeds only --impl, -k, -m, --jobs and --claims-report apply: {rest}",
+            "toymodel-claims: with --seeds only --impl, -k, -m, --jobs, --executor, --device and "
+            f"--claims-report apply: {rest}",
             file=sys.stderr,
         )
         return 2
     seeds = list(range(int(ns.seeds))) if ns.seeds.isdigit() else parse_seeds(ns.seeds)
     impl = ns.impl or os.environ.get("TOYMODEL_IMPL") or "torch"
     env = {"PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    device = getattr(ns, "device", None)
+    if device:
+        env["TOYMODEL_DEVICE"] = device
+    executor = getattr(ns, "executor", None) or os.environ.get("TOYMODEL_EXECUTOR")
+    if executor:
+        # every seed's specs through one executor first; the seeds' runs then read them from the cache
+        env["TOYMODEL_EXECUTOR"] = ""
+        code = _train_seeds(impl, seeds, executor, ns.k, ns.m or FAST_TIER, device)
+        if code in (2, 3, 4):
+            return 130 if code == 2 else 2
     runs: dict[int, dict] = {}
     with cf.ThreadPoolExecutor(max_workers=max(1, ns.jobs)) as pool:
         futures = {
@@ -125,6 +140,20 @@ def _multi_seed(ns: argparse.Namespace, rest: list[str]) -> int:
     return 0 if all(v.passed for v in verdicts) else 1
 
 
+def _train_seeds(impl: str, seeds: list[int], executor: str, select: str | None, marker: str,
+                 device: str | None) -> int:
+    """Train the specs of the selected claims at every seed through ``executor`` into the cache
+    (``pytest --train-only``, in this process); pytest's exit status."""
+    from .pytest_plugin import shipped_baselines
+
+    sys.path.insert(0, os.getcwd())  # --impl module:attr from the current folder, as the runs find it
+    args = ["-p", "no:cacheprovider", "-m", marker, "--impl", impl, "--train-only", "--executor", executor,
+            "--train-seeds", ",".join(str(k) for k in seeds), "--baselines-dir", str(shipped_baselines())]
+    args += ["-k", select] if select else []
+    args += ["--device", device] if device else []
+    return _pytest(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(add_help=False)
@@ -134,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", default=None)
     parser.add_argument("-m", default=None)
     parser.add_argument("--claims-report", dest="claims_report", default=None)
+    parser.add_argument("--executor", default=None)
+    parser.add_argument("--device", default=None)
     ns, rest = parser.parse_known_args(args)
     if ns.seeds is not None:
         return _multi_seed(ns, rest)

@@ -2,6 +2,7 @@
 
     toymodel check --impl my_adapter:train [-k EXPR] [-m EXPR] [-n WORKERS] [--report out.html]
     toymodel check --impl numpy --seeds 5 [--jobs 2]        # every claim at seeds 0-4: a verdict table
+    toymodel check --impl numpy --seeds 5 --executor dask://scheduler:8786   # training on a cluster
     toymodel train spec.json -o result.npz [--impl numpy]   # one spec through an implementation
     toymodel report out.json [-o out.html]                  # re-render a report from its JSON
     toymodel report --from-cache --impl numpy [-k phase] -o out.html   # from cached results, no training
@@ -9,7 +10,9 @@
 
 ``check`` runs the installed claims with pytest (arguments it does not know go to pytest, as with
 ``toymodel-claims``, its older name) and ends with a verdict table, one line per claim test with
-its key check against its bound. ``--report PATH`` writes the report: ``.html`` (one
+its key check against its bound. ``--executor`` trains every spec the selected claims need first,
+in worker processes or on a Dask cluster, and ``--device cuda`` on the GPU (docs/scale-out.md).
+``--report PATH`` writes the report: ``.html`` (one
 self-contained page, the JSON beside it) or ``.json``. Modules named by ``--impl module:attr``
 are found in the current folder, as ``python -m`` finds them.
 
@@ -59,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--seeds", metavar="K|LIST", help="run the fast tier at K seeds (or e.g. 0-4,9) and "
                                                           "decide each claim over them")
     check.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="with --seeds: runs at a time")
+    check.add_argument("--executor", metavar="SPEC",
+                       help="train every spec the claims need first, on: inprocess, processes[:N], "
+                            "dask-local[:N] or dask://HOST:PORT (default: $TOYMODEL_EXECUTOR, else each "
+                            "claim trains when it runs)")
+    check.add_argument("--device", metavar="NAME", help="train every spec on this device: cpu, cuda "
+                                                         "(default: $TOYMODEL_DEVICE, else each spec's own)")
     check.add_argument("-n", dest="workers", metavar="WORKERS",
                        help="pytest-xdist worker processes for one seed (a number or 'auto')")
     check.add_argument("--report", metavar="PATH", help="write the report: .html (with the JSON beside it) "
@@ -118,10 +127,12 @@ def _check(ns: argparse.Namespace, rest: list[str]) -> int:
         if ns.report is not None and not ns.report.endswith(".json"):
             return _error("with --seeds the report is the verdict table, as JSON: give --report PATH.json")
         seeds = argparse.Namespace(seeds=ns.seeds, jobs=ns.jobs, impl=ns.impl, k=ns.k, m=ns.m,
-                                   claims_report=ns.report)
+                                   claims_report=ns.report, executor=ns.executor, device=ns.device)
         return check._multi_seed(seeds, rest)
     args = [*rest]
-    for flag, value in (("--impl", ns.impl), ("-k", ns.k), ("-m", ns.m)):
+    chosen = (("--impl", ns.impl), ("-k", ns.k), ("-m", ns.m), ("--executor", ns.executor),
+              ("--device", ns.device))
+    for flag, value in chosen:
         if value is not None:
             args += [flag, value]
     if ns.workers is not None:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from .spec import Spec
 
-__all__ = ["Mode", "TrainingProgress", "describe"]
+__all__ = ["BatchProgress", "Mode", "TrainingProgress", "describe", "work"]
 
 Mode = Literal["live", "lines", "off"]
 
@@ -36,7 +36,8 @@ def describe(spec: Spec) -> str:
     return spec.name or f"{spec.model} n={spec.n} m={spec.m}"
 
 
-def _work(spec: Spec) -> float:
+def work(spec: Spec) -> float:
+    """A spec's training work: instances × steps × batch × (n·m + n) (ETAs, the order of a batch)."""
     return float(spec.instances * spec.train.steps * spec.train.batch_size * (spec.n * spec.m + spec.n))
 
 
@@ -81,7 +82,7 @@ class TrainingProgress:
         """Seconds ``spec`` should take at this run's pace so far (None before any training)."""
         if self._seconds <= 0 or self._work <= 0:
             return None
-        return _work(spec) / (self._work / self._seconds)
+        return work(spec) / (self._work / self._seconds)
 
     def where(self) -> str:
         """``claim test 5 of 31`` (empty when the total is unknown)."""
@@ -105,7 +106,7 @@ class TrainingProgress:
                 raise
         seconds = time.monotonic() - start
         self.trained += 1
-        self._work += _work(spec)
+        self._work += work(spec)
         self._seconds += seconds
         if seconds >= self.min_seconds:
             where = self.where()
@@ -169,3 +170,60 @@ class TrainingProgress:
                     state["done"] = True
                     if state["started"]:
                         progress.stop()
+
+
+class BatchProgress:
+    """Progress of a batch of trainings handed to an executor (:mod:`toymodel.executors`): the
+    same three modes as :class:`TrainingProgress`. ``live``: a bar over the batch (done out of how
+    many, elapsed time, time left at the pace so far), with one line above it per finished
+    training; ``lines``: only those lines; ``off``: nothing."""
+
+    def __init__(self, mode: Mode, *, write: Callable[[str], None],
+                 visible: Callable[[], contextlib.AbstractContextManager[Any]] | None = None):
+        self.mode = mode
+        self.write = write
+        self.visible = visible or contextlib.nullcontext
+        self.total = 0
+        self.done = 0
+        self._bar: Any = None
+        self._task: Any = None
+
+    @contextlib.contextmanager
+    def batch(self, total: int, what: str) -> Iterator[BatchProgress]:
+        """Show the batch of ``total`` trainings (``what``: where they run) for the block."""
+        self.total, self.done = total, 0
+        if self.mode != "live" or total == 0:
+            yield self
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        with self.visible():
+            self._bar = Progress(TextColumn("[bold]training[/] {task.description}"), BarColumn(bar_width=24),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=Console(highlight=False), transient=True, refresh_per_second=4)
+            self._task = self._bar.add_task(what, total=total)
+            self.write("")  # the bar starts on a line of its own
+            self._bar.start()
+            try:
+                yield self
+            finally:
+                self._bar.stop()
+                self._bar = None
+
+    def finished(self, line: str) -> None:
+        """One training came back: ``line`` says what, where and how long (or why it failed)."""
+        self.done += 1
+        text = f"{line} [{self.done} of {self.total}]"
+        if self._bar is not None:
+            self._bar.console.print(text, markup=False, highlight=False)
+            self._bar.update(self._task, completed=self.done)
+        elif self.mode != "off":
+            self.write(text)

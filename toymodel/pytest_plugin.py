@@ -22,6 +22,19 @@ Options:
                               (re-renders a report from cached results)
     --train-timeout SECONDS   time limit of one training (default 1800; none when -m selects slow;
                               0: none); a training past it fails its claims with one line
+    --executor SPEC           train every spec the selected claims need before any claim runs, on
+                              ``inprocess``, ``processes[:N]``, ``dask-local[:N]`` or
+                              ``dask://HOST:PORT`` (:mod:`toymodel.executors`; default
+                              $TOYMODEL_EXECUTOR, else none: each claim trains what it needs when
+                              it runs); the claims then read the results from the cache
+    --worker-threads N        threads of one training on an executor's workers (default 1)
+    --device NAME             train every spec on this device (``cpu``, ``cuda``; default
+                              $TOYMODEL_DEVICE, else each spec's own): part of the spec, so of its
+                              cache key; the regression tier applies on ``cpu`` only
+    --train-only              train what the selected claims need (through --executor, default
+                              ``inprocess``) into the cache, then stop: no claim is checked
+    --train-seeds LIST        with --train-only: the claims seeds to train for (``0-3``, ``0,5``;
+                              default --claims-seed)
 
 Options are checked before any test runs, and a bad one ends the run with one line and exit
 status 2 (pytest's ``Exit: toymodel: ...``): numbers out of range (a seed below 0), an unreadable
@@ -35,6 +48,14 @@ The default one is imported after collection, and only when a collected test tra
 installed nor load and check an implementation it does not use. A ``module:attr`` whose module
 is not on ``sys.path`` is also looked for in the folder pytest was started in, as
 ``python -m pytest`` would.
+
+With an executor, a discovery pass (:mod:`toymodel.prefetch`) first calls every selected claim
+test on placeholder results to collect the specs it asks for; those not yet cached go to the
+executor, which shows progress as they finish, and each result is written to the cache as it comes
+back. A spec whose training failed there (or whose implementation cannot be imported on the worker)
+fails the claims that need it with that one line, without being trained again; a spec the pass did
+not find is trained in process when its claim asks, and the summary names it. Ctrl-C while the
+executor trains cancels the rest and keeps what came back.
 
 Fixtures: ``trained(spec) -> Result`` (cached, validated, scored by the suite, reseeded),
 ``claim`` (a :class:`toymodel.claim.Claim` for the test's claim id), ``impl_name``, ``claims_seed``.
@@ -82,6 +103,9 @@ from .cache import (
     fingerprint,
 )
 from .claim import Claim, ClaimFailure, figures_unavailable, jsonable
+from .executors import ENV_VAR as EXECUTOR_ENV
+from .executors import Executor, ExecutorError, Job, Outcome
+from .executors import parse as parse_executor
 from .implementations import (
     DEFAULT,
     ENV_VAR,
@@ -91,7 +115,8 @@ from .implementations import (
     selected_name,
     selection_source,
 )
-from .progress import Mode, TrainingProgress
+from .prefetch import discover
+from .progress import BatchProgress, Mode, TrainingProgress, describe, work
 from .result import ContractError, Result, eval_loss_disagreement
 from .spec import Spec
 
@@ -117,6 +142,8 @@ _ONE_LINE = (ClaimFailure, BaselineError, ContractError, ImplementationError, Im
 SEED_LIMIT = 2**31
 #: --train-timeout's default, seconds (the fast tier's longest training takes minutes)
 TRAIN_TIMEOUT = 1800.0
+#: the environment variable read when no --device is given
+DEVICE_ENV = "TOYMODEL_DEVICE"
 
 
 class NotCached(Exception):
@@ -150,6 +177,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--train-timeout", default=None, metavar="SECONDS",
                     help=f"time limit of one training (default {TRAIN_TIMEOUT:g}; none when -m selects "
                          "slow; 0: none)")
+    group.addoption("--executor", default=None, metavar="SPEC",
+                    help="train the selected claims' specs first, on: inprocess, processes[:N], "
+                         f"dask-local[:N] or dask://HOST:PORT (default: ${EXECUTOR_ENV}, else each claim "
+                         "trains when it runs)")
+    group.addoption("--worker-threads", default="1", metavar="N",
+                    help="threads of one training on an executor's workers (default 1)")
+    group.addoption("--device", default=None, metavar="NAME",
+                    help=f"train every spec on this device: cpu, cuda (default: ${DEVICE_ENV}, else each "
+                         "spec's own)")
+    group.addoption("--train-only", action="store_true",
+                    help="train what the selected claims need into the cache (through --executor), "
+                         "check nothing")
+    group.addoption("--train-seeds", default=None, metavar="LIST",
+                    help="with --train-only: the claims seeds to train for, e.g. 0-3 (default --claims-seed)")
 
 
 class SuiteState:
@@ -197,8 +238,70 @@ class SuiteState:
         self.report_path = _writable_file("--claims-report", Path(report)) if report else None
         self.baselines = BaselineStore(self._baselines_dir(config), regen=self.regen)
         self.cache = None if self.no_cache else self._open_cache()
+        self.device = self._device_option(config)
+        self.train_only = bool(config.getoption("--train-only"))
+        self.executor = self._executor_option(config)
+        self.train_seeds = self._train_seeds_option(config)
+        #: spec hash -> the one line of an executor's failed training (not trained again in process)
+        self.failed: dict[str, str] = {}
+        #: whether an executor trained this run's specs before the claims ran
+        self.prefetched = False
+        #: specs the discovery pass did not find, trained in process when a claim asked (hash -> name)
+        self.missed: dict[str, str] = {}
         if option or os.environ.get(ENV_VAR):
             self.load_implementation()
+
+    @staticmethod
+    def _device_option(config: pytest.Config) -> str | None:
+        raw = config.getoption("--device") or os.environ.get(DEVICE_ENV) or None
+        if raw is None:
+            return None
+        device = raw.strip()
+        if not device or any(c.isspace() for c in device):
+            raise OptionError(f"--device {raw!r}: give a device name such as 'cpu' or 'cuda'")
+        return device
+
+    def _executor_option(self, config: pytest.Config) -> Executor | None:
+        """The executor (--executor, else $TOYMODEL_EXECUTOR; ``inprocess`` for --train-only), checked
+        against the options it cannot go with; None: each claim trains when it runs."""
+        raw = config.getoption("--executor")
+        source = f"--executor {raw}" if raw else f"{EXECUTOR_ENV}={os.environ.get(EXECUTOR_ENV)}"
+        raw = raw or os.environ.get(EXECUTOR_ENV) or ("inprocess" if self.train_only else None)
+        if raw is None:
+            return None
+        threads = _int_option("--worker-threads", config.getoption("--worker-threads"), 1, 4096,
+                              "threads of one training on an executor's workers")
+        try:
+            executor = parse_executor(raw, threads=threads)
+        except ExecutorError as exc:
+            raise OptionError(str(exc).replace(f"--executor {raw}", source, 1)) from None
+        if self.cache_only:
+            raise OptionError(f"{source} trains the claims' specs and --cache-only trains nothing: give "
+                              "one of them")
+        if (config.getoption("numprocesses", None) or 0) and not _is_worker(config):
+            raise OptionError(f"{source} trains every spec before the claims run and -n (pytest-xdist) "
+                              "runs the claims in worker processes that train what they need: give one of "
+                              "them (e.g. --executor processes:N)")
+        return executor
+
+    def _train_seeds_option(self, config: pytest.Config) -> list[int]:
+        raw = config.getoption("--train-seeds")
+        if raw is None:
+            return [self.seed]
+        if not self.train_only:
+            raise OptionError("--train-seeds says which claims seeds --train-only trains for: give "
+                              "--train-only too (a run that checks claims checks them at --claims-seed)")
+        seeds: list[int] = []
+        try:
+            for part in str(raw).split(","):
+                lo, _, hi = part.strip().partition("-")
+                seeds.extend(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            seeds = []
+        if not seeds or any(not 0 <= k < SEED_LIMIT for k in seeds):
+            raise OptionError(f"--train-seeds {raw}: give claims seeds from 0 to {SEED_LIMIT - 1}, e.g. "
+                              "0-3 or 0,5,9")
+        return sorted(set(seeds))
 
     def _open_cache(self) -> ResultCache:
         root = default_cache_dir()
@@ -279,20 +382,30 @@ class SuiteState:
             self._code = fingerprint(self._impl)
         return self._impl
 
-    def reseed(self, spec: Spec) -> Spec:
-        return spec if self.seed == 0 else spec.replace(seed=spec.seed + self.seed)
+    def reseed(self, spec: Spec, seed: int | None = None) -> Spec:
+        """``spec`` as this run trains it: its seed plus the claims seed (``seed``, default
+        --claims-seed), on --device when one is given."""
+        offset = self.seed if seed is None else seed
+        changes: dict[str, Any] = {"seed": spec.seed + offset} if offset else {}
+        if self.device is not None and spec.device != self.device:
+            changes["device"] = self.device
+        return spec.replace(**changes) if changes else spec
 
     def train(self, spec: Spec) -> Result:
         spec = self.reseed(spec)
         key = spec.hash()
         if key in self.memory:
             return self.memory[key]
+        if key in self.failed:  # the executor's training failed: said once per claim, not retrained
+            raise ImplementationError(self.failed[key])
         impl = self.implementation()
 
         def fresh(s: Spec) -> Result:
             if self.cache_only:
                 raise NotCached(f"not in the result cache {self.cache.root if self.cache else ''}: spec "
                                 f"{s.hash()} ({s.name or s.model}); --cache-only trains nothing")
+            if self.prefetched:
+                self.missed[s.hash()] = describe(s)
             with self.progress.training(s):
                 return run(self.impl_name, s, impl, timeout=self.train_timeout or None)
 
@@ -305,6 +418,89 @@ class SuiteState:
         if notice is not None:
             self.notices.setdefault(key, notice)
         return result
+
+
+    def prefetch(self, items: list[pytest.Item]) -> None:
+        """Train every spec the claim tests in ``items`` ask for (at each of --train-seeds) through
+        the executor into the cache, before any claim runs (see the module docstring). OptionError
+        when the executor cannot start."""
+        executor = self.executor
+        assert executor is not None
+        self.implementation()  # loaded after collection; its fingerprint keys what comes back
+        found = discover([i for i in items if _trains(i)], impl_name=self.impl_name, seed=self.seed)
+        specs: dict[str, Spec] = {}
+        for k in self.train_seeds:
+            for raw in found.specs:
+                s = self.reseed(raw, k)
+                specs.setdefault(s.hash(), s)
+        todo = [s for h, s in specs.items() if h not in self.memory and not (
+            self.cache is not None and self.cache.has(s, self.impl_name, self._code))]
+        seeds = f" at claims seeds {_seed_list(self.train_seeds)}" if len(self.train_seeds) > 1 else ""
+        quiet = self.progress.mode == "off"
+
+        def say(line: str) -> None:
+            if not quiet:
+                self.progress.write(line)
+        say(f"toymodel: the claims ask for {len(specs)} spec(s){seeds} (found in {found.seconds:.1f} s); "
+            f"{len(specs) - len(todo)} cached, {len(todo)} to train on {executor.text}")
+        self.prefetched = True
+        if not todo:
+            return
+        job = Job(self.impl_name, search_path=str(self.config.invocation_params.dir),
+                  timeout=self.train_timeout or None, threads=executor.threads)
+        start = datetime.datetime.now()
+        try:
+            executor.start()
+        except ExecutorError as exc:
+            executor.close()
+            raise OptionError(str(exc)) from None
+        progress = BatchProgress(self.progress.mode, write=say, visible=self.progress.visible)
+        try:
+            where = executor.where()
+            say(f"toymodel: training on {where}")
+            with progress.batch(len(todo), f"{len(todo)} spec(s) on {executor.text}"):
+                for out in executor.train(job, sorted(todo, key=work, reverse=True)):
+                    progress.finished(self._receive(out))
+        finally:
+            executor.close()
+        seconds = (datetime.datetime.now() - start).total_seconds()
+        failed = sum(s.hash() in self.failed for s in todo)
+        say(f"toymodel: {len(todo) - failed} of {len(todo)} spec(s) trained on {executor.text} in "
+            f"{seconds:.1f} s" + (f"; {failed} failed (their claims fail with its error)" if failed else ""))
+        self.progress.resume()
+
+    def _receive(self, out: Outcome) -> str:
+        """Keep what one job brought back (the cache, else memory; a failure's line); its line."""
+        spec, key = out.spec, out.spec.hash()
+        if out.result is None:
+            self.failed[key] = out.error
+            return f"toymodel: FAILED {describe(spec)!r}: {out.error}"
+        keep = self.cache is not None
+        if out.code != self._code or out.version != __version__:
+            keep = False
+            self.warn(f"worker {out.worker} has other code for implementation {self.impl_name!r} than this "
+                      f"process (fingerprint {out.code}, toymodel {out.version}; here {self._code}, "
+                      f"{__version__}): its results are used in this run, not cached")
+        if not (keep and self.cache is not None and self.cache.store(spec, self.impl_name, self._code,
+                                                                       out.result)):
+            self.memory[key] = out.result
+        self.progress.trained += 1
+        notice = eval_loss_disagreement(out.result)
+        if notice is not None:
+            self.notices.setdefault(key, notice)
+        return (f"toymodel: trained {describe(spec)!r} ({spec.instances} instances × {spec.train.steps} "
+                f"steps) on {out.worker} in {out.seconds:.1f} s")
+
+
+def _seed_list(seeds: list[int]) -> str:
+    """``0-3,7`` for [0, 1, 2, 3, 7]."""
+    runs: list[list[int]] = []
+    for k in seeds:
+        if runs and k == runs[-1][-1] + 1:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
 
 
 def shipped_baselines() -> Path:
@@ -473,6 +669,25 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         pytest.exit(f"toymodel: {exc}", returncode=2)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    """With an executor: train what the selected claims need before the first of them runs (and
+    with --train-only, stop there: True ends the loop)."""
+    st = session.config.stash.get(_STATE_KEY, None)
+    if (st is None or st.executor is None or _is_worker(session.config) or session.testsfailed
+            or session.config.option.collectonly):
+        return None
+    if any(_trains(item) for item in session.items):
+        try:
+            st.prefetch(session.items)
+        except OptionError as exc:
+            pytest.exit(f"toymodel: {exc}", returncode=2)
+    if not st.train_only:
+        return None
+    session.testsfailed += len(st.failed)  # exit status 1 when a training failed
+    return True
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     st = _state(config)
     limit = f"{st.train_timeout:g} s" if st.train_timeout else "none"
@@ -480,6 +695,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
              f"{st.seed}, result cache = {st.cache.root if st.cache else 'off'}, "
              f"baselines = {st.baselines.root}{' (regenerating)' if st.regen else ''}, "
              f"time limit per training = {limit}"]
+    if st.executor is not None:
+        threads = f", {st.executor.threads} thread(s) per training" if st.executor.threads else ""
+        lines.append(f"toymodel: executor = {st.executor.text}{threads}"
+                     + (" (--train-only: no claim is checked)" if st.train_only else ""))
+    if st.device is not None:
+        lines.append(f"toymodel: every spec trains on device {st.device!r}")
     if st.xfail_ids:
         lines.append(f"toymodel: {len(st.xfail_ids)} claim(s) declared as known failures")
     if st.report_path is not None and figures_unavailable() is not None:
@@ -592,7 +813,9 @@ def claim(request: pytest.FixtureRequest) -> Claim:
     if st.report_path is not None:
         fig_dir = st.report_path.parent / f"{st.report_path.stem}-figures"
     theory = request.node.get_closest_marker("theory") is not None
-    c = Claim(id=cid, implementation=st.impl_name, seed=st.seed, reference=st.is_reference,
+    # the regression baselines are the reference's numbers on the CPU
+    reference = st.is_reference and st.device in (None, "cpu")
+    c = Claim(id=cid, implementation=st.impl_name, seed=st.seed, reference=reference,
               baselines=st.baselines, figure_dir=fig_dir, tier="theory" if theory else "implementation")
     request.node.stash[_CLAIM_KEY] = c
     return c
@@ -664,7 +887,7 @@ class _OneLine:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     st = config.stash.get(_STATE_KEY, None)
-    if st is None or not (st.records or st.notices or st.regen or st.warnings):
+    if st is None or not (st.records or st.notices or st.regen or st.warnings or st.missed):
         return
     terminalreporter.write_sep("=", f"toymodel: implementation {st.impl_name!r}, claims seed {st.seed}")
     impl = _summary([r for r in st.records if r.get("tier") != "theory"])
@@ -677,6 +900,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if st.unknown_xfails and not st.said_unknown_xfails:
         terminalreporter.write_line("toymodel WARNING: --xfails-file names claim ids that no collected test "
                                     f"has: {', '.join(st.unknown_xfails)}", yellow=True)
+    if st.missed:
+        terminalreporter.write_line(f"toymodel: {len(st.missed)} spec(s) the discovery pass did not find "
+                                    "were trained in process when their claims asked: "
+                                    + ", ".join(st.missed.values()))
     for line in st.notices.values():
         terminalreporter.write_line(f"NOTE: {line}", yellow=True)
     for line in st.warnings:
