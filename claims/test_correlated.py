@@ -51,12 +51,9 @@ def _square(W: np.ndarray) -> np.ndarray:
 
 
 def _side_by_side(W: np.ndarray) -> np.ndarray:
-    """(instances,) a clean hexagon (six represented, no pair collapsed) with every correlated pair
-    adjacent in angular order."""
-    norms = metrics.feature_norms(W)
-    clean = np.all(norms > 0.5, axis=-1) & ~metrics.collapsed_pairs(W, PAIRS).any(axis=-1)
-    adjacent = np.all([geometry.neighbours_in_angular_order(W, a, b) for a, b in PAIRS], axis=0)
-    return clean & adjacent
+    """(instances,) every correlated pair adjacent in angular order among the represented features
+    (a pair collapsed onto one direction counts as adjacent: nothing lies between its members)."""
+    return np.all([geometry.neighbours_in_angular_order(W, a, b) for a, b in PAIRS], axis=0)
 
 
 def test_correlated_orthogonal(trained: Trained, claim: Claim) -> None:
@@ -181,18 +178,21 @@ def test_anticorrelated_antipodal(trained: Trained, claim: Claim) -> None:
     claim.regress("within_set_cos", within, rtol=0.0, atol=1e-3)
 
 
-#: side-by-side restarts (of 16), correlated minus independent: measured ~9 - 0.4; a model that
-#: ignores the correlation has both ~0.4 (P(>= 3) ~1%)
-SIDE_BY_SIDE_GAIN = 3
+#: restarts (of 16) with every correlated pair adjacent, correlated minus independent: correct
+#: implementations put 55-95% of restarts side by side (the others are local minima that drop a
+#: feature, at 3x the loss), independent features ~2% (a pentagon with the sixth feature weak, not a
+#: random hexagon), so that a model ignoring the correlation reaches 4 with probability ~3e-4
+SIDE_BY_SIDE_GAIN = 4
 
 
 def test_correlated_side_by_side(trained: Trained, claim: Claim) -> None:
     """ "Models prefer to arrange correlated features side by side if they can't be orthogonal"
     (3 sets of 2 correlated features, n=6, m=2), a hexagon "not how 6 independent features embed".
 
-    Read at density 0.01, where no pair collapses; the partners need not be closer to each other
-    than to the next set (CLAIMS.md), only adjacent. About half the restarts end side by side; the
-    same features sampled independently (same seed, budget and initial weights) almost never do."""
+    Read at density 0.01; the partners need not be closer to each other than to the next set, only
+    adjacent. Most restarts end with every pair side by side (some with one pair collapsed onto its
+    principal component); the same features sampled independently (same seed, budget and initial
+    weights) almost never do."""
     spec = ex.hexagon()
     result, control = trained(spec), trained(ex.independent(spec))
     near = select.near_best(result)[0]
