@@ -179,15 +179,19 @@ def test_the_placeholder_has_the_contracts_shapes(model: str) -> None:
 
 
 def test_a_job_never_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "fakeimpl.py").write_text(FAKE_IMPL)
+    # a module name of its own, dropped afterwards: a module imported here stays in this process's
+    # sys.modules, and a later test's ``fakeimpl`` (another folder) must not resolve to it
+    (tmp_path / "jobimpl.py").write_text(FAKE_IMPL)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "jobimpl", None)  # recorded, so that monkeypatch restores it
+    del sys.modules["jobimpl"]
     spec = Spec(model="relu_output", n=4, m=2, importance=[1] * 4, density=[0.5] * 4, eval_samples=64,
                 train=TrainConfig(steps=5))
-    ok = executors.train_job("fakeimpl:good", spec.replace(n=3, importance=[1] * 3, density=[0.5] * 3))
+    ok = executors.train_job("jobimpl:good", spec.replace(n=3, importance=[1] * 3, density=[0.5] * 3))
     assert ok.kind == "ok" and ok.result is not None and ok.code and str(os.getpid()) in ok.worker
-    bad = executors.train_job("fakeimpl:raises_on_n4", spec)
+    bad = executors.train_job("jobimpl:raises_on_n4", spec)
     assert (bad.kind, bad.result) == ("implementation", None)
-    assert bad.error.startswith("implementation 'fakeimpl:raises_on_n4' raised ValueError on spec ")
+    assert bad.error.startswith("implementation 'jobimpl:raises_on_n4' raised ValueError on spec ")
     missing = executors.train_job("nosuchmodule:train", spec)
     assert missing.kind == "import" and missing.error.endswith(f"(on worker {missing.worker})")
 

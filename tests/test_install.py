@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 #: the torch implementation's own modules: the only ones that may import torch
 TORCH_MODULES = {"toymodel.impl_torch", "toymodel.impl_torch_plain", "toymodel.sparse_step"}
@@ -39,9 +40,11 @@ WITHOUT_TORCH = textwrap.dedent("""
 """)
 
 
-def test_everything_but_the_torch_implementation_imports_without_torch() -> None:
+def test_everything_but_the_torch_implementation_imports_without_torch(tmp_path: Path) -> None:
+    # run outside the checkout: ``python -c`` puts the current folder first on sys.path, and the
+    # checkout's toymodel/ folder is not the installed package (the claims ship inside the latter)
     proc = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *sorted(TORCH_MODULES)], capture_output=True,
-                          text=True, timeout=300, check=False)
+                          text=True, timeout=300, check=False, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         "implementation 'torch' needs torch, which is not installed: pip install 'toymodel[torch]'",
