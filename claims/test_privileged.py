@@ -43,12 +43,16 @@ def test_privileged_basis_regimes(trained: Trained, claim: Claim, tier: ex.Tier)
     )
     # best of 8 per density measured [5, 5, 3, 0, 0]; best of 4 did not always find the mixed
     # regimes' lowest-loss geometry
-    rises = int(np.max(mono[1:] - np.minimum.accumulate(mono)[:-1]))
+    # over the regimes' levels; the pairs level (where a single neuron can stay monosemantic beside
+    # the pairs: 1 of 10 calibration seeds) is judged by the pairs themselves, below
+    swept = mono[: len(ex.DENSITIES)]
+    rises = int(np.max(swept[1:] - np.minimum.accumulate(swept)[:-1]))
     claim.check(
         "non_increasing",
         rises <= MONO_RISE,
-        what="monosemantic count non-increasing with sparsity (rise above the running min)",
-        measured=mono,
+        what=f"monosemantic count non-increasing with sparsity over densities {ex.DENSITIES} (rise above "
+        "the running min)",
+        measured=swept,
         bound=f"rise <= {MONO_RISE}",
         value=rises,
         upper=MONO_RISE,

@@ -50,6 +50,18 @@ def _level(setting: int, change: Change) -> Serve:
     return only(SWEEP, apply)
 
 
+def _levels(settings: tuple[int, ...], change: Change) -> Serve:
+    """:func:`_level` at each of ``settings``."""
+
+    def apply(result: Result) -> Result:
+        for setting in settings:
+            W, b = change(*_selected(result, setting))
+            result = edit_setting(result, setting, W=W, b=b)
+        return result
+
+    return only(SWEEP, apply)
+
+
 def _only_label(setting: int, label: str) -> Serve:
     """Every restart of ``setting`` given the weights of its best restart labelled ``label``: the
     restarts that reached the other geometries are lost."""
@@ -139,8 +151,8 @@ WITNESSES: list[Witness] = [
     Witness(
         T["pentagon_digon_loss_crossover"],
         "near_exact_minima",
-        "training stopped early at 0.1x: the square's norms 10% short",
-        serve=_level(SPARSEST, _scale_norms(0.9)),
+        "training stopped early at 0.1x and the next level: the selected model's norms 10% short",
+        serve=_levels((SPARSEST, SPARSEST + 1), _scale_norms(0.9)),
         params=FAST,
     ),
     Witness(
