@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-import os
 from dataclasses import dataclass
-from types import ModuleType
 
 from toymodel.spec import Spec, TrainConfig
 
@@ -15,11 +12,6 @@ DENSITIES: list[float] = [1.0, 0.1, 0.01, 0.003, 0.001]
 BATCH = 1024
 #: steps of one timed run, so that the plain loop's run lasts ~0.3-1 s
 STEPS = {5: 200, 20: 100, 100: 20, 400: 6}
-
-
-def fast_impl() -> ModuleType:
-    """The implementation measured against the plain loop ($TOYMODEL_BENCH_IMPL to try another)."""
-    return importlib.import_module(os.environ.get("TOYMODEL_BENCH_IMPL", "toymodel.impl_torch"))
 
 
 def spec_for(n: int, m: int, inst: int, density: float, steps: int | None = None) -> Spec:

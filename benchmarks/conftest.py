@@ -1,8 +1,8 @@
 """Benchmark session setup and the ratio table printed at the end of ``pytest benchmarks``.
 
 Every figure is a ratio measured in the same run: the reference implementation
-(:mod:`toymodel.impl_torch`) against the plain autograd + ``torch.optim.AdamW`` loop
-(:mod:`toymodel.impl_torch_plain`), and the training core's matrix work against the machine's
+(:mod:`toymodel.reference`) against the plain autograd + ``torch.optim.AdamW`` loop
+(:mod:`toymodel.plain`), and the training core's matrix work against the machine's
 fp32 ``torch.mm`` rate. Threads: ``$BENCH_THREADS`` (default 2).
 """
 

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 import torch
 
-from toymodel import impl_numpy, impl_torch_plain
+from toymodel import impl_numpy
+from toymodel import plain as torch_plain
+from toymodel.reference import gradients, optimiser, pipeline, training
 
-from .common import BATCH, CONFIGS, DENSITIES, RATES, STEPS, fast_impl, record, spec_for
+from .common import BATCH, CONFIGS, DENSITIES, RATES, STEPS, record, spec_for
 
 pytestmark = pytest.mark.benchmark(group="throughput", min_rounds=3, warmup=False)
 IDS = [f"{n}-{m}-{i}" for n, m, i in CONFIGS]
@@ -33,7 +35,7 @@ def test_matmul_rate(benchmark: Any) -> None:
 def test_run(benchmark: Any, cfg: tuple[int, int, int], density: float, which: str) -> None:
     """A whole short training run (sampling, gradients, AdamW, loss logging)."""
     spec = spec_for(*cfg, density)
-    fit = impl_torch_plain.fit if which == "plain" else fast_impl().fit
+    fit = torch_plain.fit if which == "plain" else training.fit
     benchmark.pedantic(fit, args=(spec,), rounds=3, iterations=1, warmup_rounds=1)
     record("run", cfg, density, which, benchmark.stats.stats.min / STEPS[cfg[0]])
 
@@ -45,22 +47,21 @@ def test_core(benchmark: Any, cfg: tuple[int, int, int], which: str) -> None:
     fused kernel where ``fit`` uses it, else the unfused torch step)."""
     n, m, inst = cfg
     spec = spec_for(n, m, inst, 1.0)
-    impl = fast_impl()
     x = torch.rand(inst, BATCH, n, generator=torch.Generator().manual_seed(0))
     imp = torch.tensor(spec.importance_array(per_instance=True), dtype=torch.float32)
     if which == "fast":
-        p = impl.Params.allocate(spec.model, inst, m, n, torch.device("cpu"))
-        g = impl.Params.allocate(spec.model, inst, m, n, torch.device("cpu"))
+        p = gradients.Params.allocate(spec.model, inst, m, n, torch.device("cpu"))
+        g = gradients.Params.allocate(spec.model, inst, m, n, torch.device("cpu"))
         p.flat.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(1))
-        opt = impl.FlatAdamW(p.flat, (0.9, 0.999), 1e-8, 0.01)
+        opt = optimiser.FlatAdamW(p.flat, (0.9, 0.999), 1e-8, 0.01)
 
         threads = torch.get_num_threads()
-        quiet = 1 if impl.use_fused_kernel(spec) else threads  # as fit does: torch ops on one thread
+        quiet = 1 if pipeline.use_fused_kernel(spec) else threads  # as fit does: torch ops on one thread
 
         def step() -> None:
-            with torch.inference_mode(), impl.torch_threads(quiet):
+            with torch.inference_mode(), training.torch_threads(quiet):
                 # the fused kernel where fit uses it
-                impl.loss_and_grads(spec.model, p, g, x, imp, None, threads=threads)
+                gradients.loss_and_grads(spec.model, p, g, x, imp, None, threads=threads)
                 opt.step(g.flat, 1e-3)
     else:
         W = (torch.randn(inst, m, n, generator=torch.Generator().manual_seed(1)) * 0.1).requires_grad_(True)
@@ -69,7 +70,7 @@ def test_core(benchmark: Any, cfg: tuple[int, int, int], which: str) -> None:
 
         def step() -> None:
             topt.zero_grad(set_to_none=True)
-            impl_torch_plain.forward_loss(spec.model, params, x, imp, None).sum().backward()
+            torch_plain.forward_loss(spec.model, params, x, imp, None).sum().backward()
             topt.step()
 
     iters = max(1, STEPS[n] // 4)
@@ -104,7 +105,7 @@ def test_run_cuda(benchmark: Any, cfg: tuple[int, int, int], density: float, whi
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     spec = spec_for(*cfg, density).replace(device="cuda")
-    fit = impl_torch_plain.fit if which == "plain" else fast_impl().fit
+    fit = torch_plain.fit if which == "plain" else training.fit
 
     def run() -> None:
         fit(spec)

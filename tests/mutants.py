@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from toymodel import impl_torch, implementations
+from toymodel import implementations
 from toymodel.cache import ResultCache, default_cache_dir, fingerprint
+from toymodel.reference import gradients, training
 from toymodel.result import expected_loss_steps
 from toymodel.spec import FeatureGroup, Spec
 
@@ -67,11 +68,11 @@ def _trained_as(spec: Spec, changed: Spec | None) -> Raw:
     """Train ``changed`` in place of ``spec`` (the reference's own result when it is None or equal)."""
     if changed is None or changed == spec:
         return reference(spec)
-    return impl_torch.train(changed)
+    return training.train(changed)
 
 
-def _fit_with(spec: Spec, on_step: Callable[[int, impl_torch.Params], None]) -> Raw:
-    params, steps, curve = impl_torch.fit(spec, on_step=on_step)
+def _fit_with(spec: Spec, on_step: Callable[[int, gradients.Params], None]) -> Raw:
+    params, steps, curve = training.fit(spec, on_step=on_step)
     weights = {k: v.detach().double().numpy().copy() for k, v in params.as_dict().items()}
     return {**weights, "loss_steps": steps.astype(float), "loss_curve": curve}
 
@@ -99,7 +100,7 @@ def abs_decoder_tied(spec: Spec) -> Raw:
     if spec.model != "abs":
         return reference(spec)
 
-    def tie(_: int, p: impl_torch.Params) -> None:
+    def tie(_: int, p: gradients.Params) -> None:
         assert p.W2 is not None
         p.W2.copy_(p.W.transpose(1, 2))
 
@@ -175,7 +176,7 @@ def l1_summed_over_batch(spec: Spec) -> Raw:
 def bias_frozen(spec: Spec) -> Raw:
     """The output bias held at 0 throughout training (left out of the optimiser)."""
 
-    def freeze(_: int, p: impl_torch.Params) -> None:
+    def freeze(_: int, p: gradients.Params) -> None:
         p.b.zero_()
 
     return _fit_with(spec, freeze)
@@ -184,7 +185,7 @@ def bias_frozen(spec: Spec) -> Raw:
 def too_few_steps(spec: Spec) -> Raw:
     """Training stopped after 1% of the steps (the loss curve padded with its last value)."""
     short = spec.replace(train={"steps": max(1, spec.train.steps // 100)})
-    raw = impl_torch.train(short)
+    raw = training.train(short)
     steps = expected_loss_steps(spec)
     curve = np.repeat(raw["loss_curve"][:, -1:], steps.size, axis=1)
     curve[:, : raw["loss_curve"].shape[1]] = raw["loss_curve"][:, : steps.size]

@@ -13,14 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "toymodel"
 #: layer of every module, lowest first; a module may import only from its own layer or below
 LAYERS: dict[str, tuple[str, ...]] = {
     "contract": ("__init__", "spec", "data", "models", "result"),
-    "implementations": (
-        "fused",
-        "sparse_step",
-        "impl_torch",
-        "impl_numpy",
-        "impl_torch_plain",
-        "implementations",
-    ),
+    "implementations": ("reference", "impl_numpy", "plain", "implementations"),
     "analysis": ("metrics", "geometry", "select", "phasemap", "regimes", "adversarial", "theory"),
     "experiments": ("experiments",),
     "figures": ("figures",),
@@ -29,7 +22,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "command line": ("cli", "__main__"),
 }
 #: the only modules that may import torch at module level (the reference and the notebook loop)
-TORCH_MODULES = {"impl_torch", "impl_torch_plain", "sparse_step"}
+TORCH_MODULES = {"plain", *(f"reference.{name}" for name in (
+    "dense", "gradients", "optimiser", "pipeline", "sampling", "sparse", "training"))}
 
 
 def _layer_of(module: str) -> int | None:

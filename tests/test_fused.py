@@ -1,6 +1,6 @@
-"""The fused kernel (toymodel/_fused.c): loss and gradients equal to autograd's, for every model
-kind, both input kinds (sampler words, given floats), odd batch sizes and thread splits, built
-with each of gcc and clang and as the scalar path; the words it consumes are the ones the unfused
+"""The fused kernel (toymodel/reference/kernel/_fused.c): loss and gradients equal to autograd's, for
+every model kind, both input kinds (sampler words, given floats), odd batch sizes and thread splits,
+built with each of gcc and clang and as the scalar path; the words it consumes are the ones the unfused
 sampler turns into inputs; its build is keyed by compiler, version and flags, loaded only from a
 folder of our own, and recorded in results; and the fallback without it.
 
@@ -21,7 +21,10 @@ import numpy as np
 import pytest
 import torch
 
-from toymodel import cache, fused, impl_numpy, impl_torch, impl_torch_plain, implementations, sparse_step
+from toymodel import cache, impl_numpy, implementations
+from toymodel import plain as torch_plain
+from toymodel.reference import dense, pipeline, training
+from toymodel.reference.kernel import builder, fused
 from toymodel.spec import Spec, TrainConfig
 
 pytest_plugins = ["pytester"]
@@ -44,23 +47,23 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def builds(build_dir: Path) -> dict[str, fused.Kernel | str]:
+def builds(build_dir: Path) -> dict[str, builder.Kernel | str]:
     """Each build of :data:`BUILDS` but the default, or why it is missing."""
-    out: dict[str, fused.Kernel | str] = {}
+    out: dict[str, builder.Kernel | str] = {}
     for name in BUILDS[1:]:
         cc = None if name == "scalar" else name
         if cc is not None and shutil.which(cc) is None:
             out[name] = f"{cc} is not on PATH"
             continue
         try:
-            out[name] = fused.build(cc, scalar=name == "scalar", build_dir=build_dir)
-        except fused.BuildError as err:
+            out[name] = builder.build(cc, scalar=name == "scalar", build_dir=build_dir)
+        except builder.BuildError as err:
             out[name] = str(err)
     return out
 
 
 @pytest.fixture(params=BUILDS)
-def kernel(request: pytest.FixtureRequest, builds: dict[str, fused.Kernel | str]) -> fused.Kernel | None:
+def kernel(request: pytest.FixtureRequest, builds: dict[str, builder.Kernel | str]) -> builder.Kernel | None:
     """A build of the kernel (None: this process's own, :func:`fused.library`)."""
     if request.param == "default":
         if not fused.available():
@@ -69,7 +72,7 @@ def kernel(request: pytest.FixtureRequest, builds: dict[str, fused.Kernel | str]
     got = builds[request.param]
     if isinstance(got, str):
         _missing(f"{request.param} build: {got}")
-    assert isinstance(got, fused.Kernel)
+    assert isinstance(got, builder.Kernel)
     return got
 
 
@@ -89,7 +92,7 @@ def fresh_kernel() -> Iterator[None]:
 
 
 def _x_from_words(words: np.ndarray, offset: torch.Tensor, slope: torch.Tensor, values: str) -> torch.Tensor:
-    """What :func:`sparse_step.dense_into` makes of the same words."""
+    """What :func:`dense.dense_into` makes of the same words."""
     out = torch.empty(words.shape)
     out.copy_(torch.from_numpy(words))
     torch.addcmul(offset, out, slope, out=out)
@@ -102,7 +105,7 @@ def _autograd(model: str, W: torch.Tensor, b: torch.Tensor, W2: torch.Tensor | N
     if W2 is not None:
         params["W2"] = W2.clone().requires_grad_(True)
     # the plain loop's loss is a mean over the rows given; rescale to a mean over ``batch``
-    loss = impl_torch_plain.forward_loss(model, params, x, imp, l1) * (x.shape[1] / batch)
+    loss = torch_plain.forward_loss(model, params, x, imp, l1) * (x.shape[1] / batch)
     loss.sum().backward()
     out = {f"g{k}": v.grad for k, v in params.items() if v.grad is not None}
     out["loss"] = loss.detach()
@@ -116,12 +119,12 @@ def _autograd(model: str, W: torch.Tensor, b: torch.Tensor, W2: torch.Tensor | N
                           # n >= 8: whole 8x8 transposes plus a feature tail; several 64-sample
                           # blocks with a partial last sub-block; odd m for the 3-row tiles
                           (2, 150, 21, 5, 1), (1, 71, 16, 7, 2)])
-def test_kernel_equals_autograd(kernel: fused.Kernel | None, model: str, values: str, inst: int, rows: int,
+def test_kernel_equals_autograd(kernel: builder.Kernel | None, model: str, values: str, inst: int, rows: int,
                                 n: int, m: int, threads: int) -> None:
     rng = np.random.default_rng(inst * 100 + rows)
     gen = torch.Generator().manual_seed(rows)
     dens = rng.uniform(0.05, 1.0, (inst, n))
-    offset, slope = sparse_step.dense_coefficients(dens, values)
+    offset, slope = dense.dense_coefficients(dens, values)
     words = rng.integers(-(2**31), 2**31, (inst, rows, n), dtype=np.int64).astype(np.int32)
     x = _x_from_words(words, offset, slope, values)
     W = torch.randn(inst, m, n, generator=gen) * 0.5
@@ -146,7 +149,7 @@ def test_kernel_equals_autograd(kernel: fused.Kernel | None, model: str, values:
             np.testing.assert_allclose(gW2, want["gW2"].numpy(), rtol=1e-4, atol=1e-6, err_msg=kind)
 
 
-def test_split_over_threads_is_bitwise_the_same(kernel: fused.Kernel | None) -> None:
+def test_split_over_threads_is_bitwise_the_same(kernel: builder.Kernel | None) -> None:
     """Each instance is summed by one call in a fixed order: results do not depend on the split."""
     rng = np.random.default_rng(3)
     inst, rows, n, m = 16, 1024, 20, 5
@@ -171,10 +174,10 @@ def test_instance_words_are_what_dense_into_consumes(inst: int, n: int) -> None:
     in the same order (so the two paths see the same inputs)."""
     batch = 1024 if n < 700 else 1023  # odd batch * n: the per-chunk draws drop a word each
     dens = np.full((inst, n), 0.3)
-    offset, slope = sparse_step.dense_coefficients(dens, "uniform01")
+    offset, slope = dense.dense_coefficients(dens, "uniform01")
     a, c = np.random.SFC64(5), np.random.SFC64(5)
-    want = sparse_step.dense_into(torch.empty(inst, batch, n), offset, slope, a, "uniform01")
-    got = _x_from_words(sparse_step.instance_words(c, inst, batch, n), offset, slope, "uniform01")
+    want = dense.dense_into(torch.empty(inst, batch, n), offset, slope, a, "uniform01")
+    got = _x_from_words(dense.instance_words(c, inst, batch, n), offset, slope, "uniform01")
     torch.testing.assert_close(got, want, rtol=0, atol=0)
     assert a.random_raw() == c.random_raw()  # and leave the stream at the same place
 
@@ -212,10 +215,10 @@ def test_fit_uses_the_kernel_only_for_small_models_and_falls_back(monkeypatch: p
     small = Spec(model="relu_output", n=20, m=5, importance=np.ones(20), density=[[1.0] * 20, [0.005] * 20],
                  train=TrainConfig(steps=60, batch_size=128, lr=1e-2, log_every=20))
     large = Spec(model="relu_output", n=1000, m=20, importance=np.ones(1000), density=[1.0] * 1000)
-    assert impl_torch.use_fused_kernel(small) and not impl_torch.use_fused_kernel(large)
-    with_kernel, _, curve_k = impl_torch.fit(small)
-    monkeypatch.setattr(impl_torch, "use_fused_kernel", lambda spec: False)
-    without, _, curve_u = impl_torch.fit(small)
+    assert pipeline.use_fused_kernel(small) and not pipeline.use_fused_kernel(large)
+    with_kernel, _, curve_k = training.fit(small)
+    monkeypatch.setattr(pipeline, "use_fused_kernel", lambda spec: False)
+    without, _, curve_u = training.fit(small)
     np.testing.assert_allclose(curve_k, curve_u, rtol=1e-4)
     torch.testing.assert_close(with_kernel.W, without.W, rtol=1e-3, atol=1e-4)
 
@@ -229,7 +232,7 @@ def test_fit_keeps_torch_ops_on_one_thread_and_restores_the_count() -> None:
                 train=TrainConfig(steps=5, batch_size=64, log_every=5))
     before = torch.get_num_threads()
     seen: list[int] = []
-    impl_torch.fit(spec, on_step=lambda t, p: seen.append(torch.get_num_threads()))
+    training.fit(spec, on_step=lambda t, p: seen.append(torch.get_num_threads()))
     assert seen == [1] * 5
     assert torch.get_num_threads() == before
 
@@ -264,25 +267,25 @@ def test_scalar_path_by_environment(monkeypatch: pytest.MonkeyPatch, fresh_kerne
     """``TOYMODEL_FUSED=scalar`` builds the plain-C path, which trains like the vector one."""
     spec = Spec(model="relu_hidden", n=12, m=3, importance=np.ones(12), density=[[1.0] * 12, [0.3] * 12],
                 train=TrainConfig(steps=40, batch_size=64, lr=1e-2, log_every=20))
-    vector = impl_torch.fit(spec)
+    vector = training.fit(spec)
     monkeypatch.setenv("TOYMODEL_BUILD_DIR", str(build_dir))
     monkeypatch.setenv("TOYMODEL_FUSED", "scalar")
     fused.kernel.cache_clear()
     info = fused.build_info()
-    assert info["variant"] == "scalar" and fused.SCALAR_MACRO in info["flags"], info
-    scalar = impl_torch.fit(spec)
+    assert info["variant"] == "scalar" and builder.SCALAR_MACRO in info["flags"], info
+    scalar = training.fit(spec)
     np.testing.assert_allclose(scalar[2], vector[2], rtol=1e-4)
     torch.testing.assert_close(scalar[0].W, vector[0].W, rtol=1e-3, atol=1e-4)
 
 
 def test_a_compiler_without_vector_extensions_trains_unfused(
-        monkeypatch: pytest.MonkeyPatch, fresh_kernel: None, builds: dict[str, fused.Kernel | str]) -> None:
+        monkeypatch: pytest.MonkeyPatch, fresh_kernel: None, builds: dict[str, builder.Kernel | str]) -> None:
     """A build that is only the scalar path (no faster than the unfused step) is not trained with
     unless asked for; its library still serves the SFC64 stream."""
     scalar = builds["scalar"]
     if isinstance(scalar, str):
         _missing(f"scalar build: {scalar}")
-    monkeypatch.setattr(fused, "build", lambda *args, **kwargs: scalar)
+    monkeypatch.setattr(builder, "build", lambda *args, **kwargs: scalar)
     assert fused.library() is not None and not fused.available()
     assert "only the kernel's scalar path" in (fused.unavailable_reason() or "")
     assert fused.build_info()["kernel"] == "unfused"
@@ -313,7 +316,7 @@ def test_a_failing_compiler_is_reported_not_raised(monkeypatch: pytest.MonkeyPat
     assert "\n" not in reason
     spec = Spec(model="relu_output", n=4, m=2, importance=np.ones(4), density=[1.0] * 4,
                 train=TrainConfig(steps=5, batch_size=32))
-    assert not impl_torch.use_fused_kernel(spec)
+    assert not pipeline.use_fused_kernel(spec)
     meta = implementations.run("torch", spec).meta  # the unfused step trains, and says so
     assert meta["training_path"] == "unfused" and meta["kernel"]["kernel"] == "unfused", meta
 
@@ -352,13 +355,13 @@ def test_results_record_the_kernel_compiler_version_and_flags() -> None:
 
 @needs_kernel
 def test_build_is_keyed_by_compiler_version_and_flags(monkeypatch: pytest.MonkeyPatch, build_dir: Path,
-                                                      builds: dict[str, fused.Kernel | str]) -> None:
+                                                      builds: dict[str, builder.Kernel | str]) -> None:
     """Another compiler, another version of one, or other flags build another library."""
-    paths = {name: k.path for name, k in builds.items() if isinstance(k, fused.Kernel)}
+    paths = {name: k.path for name, k in builds.items() if isinstance(k, builder.Kernel)}
     assert len(set(paths.values())) == len(paths), paths
-    default = fused.build(build_dir=build_dir)
-    monkeypatch.setattr(fused, "_version", lambda cc: "cc (Imaginary) 99.1")
-    upgraded = fused.build(build_dir=build_dir)
+    default = builder.build(build_dir=build_dir)
+    monkeypatch.setattr(builder, "_version", lambda cc: "cc (Imaginary) 99.1")
+    upgraded = builder.build(build_dir=build_dir)
     assert upgraded.path != default.path and upgraded.compiler_version == "cc (Imaginary) 99.1"
 
 
@@ -371,7 +374,7 @@ def test_loads_only_from_a_folder_of_its_own(tmp_path: Path) -> None:
     """A build folder that others can write into, a link, or a file is refused (a library planted
     there is never loaded): the kernel is built in a fresh private folder instead. A folder of
     ours that only we can write into is tightened to mode 0700 and used."""
-    target_name = fused.build(build_dir=tmp_path / "ours").path.name
+    target_name = builder.build(build_dir=tmp_path / "ours").path.name
     open_dir = tmp_path / "open"
     open_dir.mkdir()
     open_dir.chmod(0o777)
@@ -381,31 +384,31 @@ def test_loads_only_from_a_folder_of_its_own(tmp_path: Path) -> None:
     a_file = tmp_path / "file"
     a_file.write_text("")
     for folder in (open_dir, link, a_file):
-        k = fused.build(build_dir=folder)
+        k = builder.build(build_dir=folder)
         assert k.path.parent != folder and k.path.parent.resolve() != (tmp_path / "ours").resolve(), folder
         assert _stat_mode(k.path.parent) == 0o700 and k.path.parent.stat().st_uid == os.getuid()
     assert _stat_mode(open_dir) == 0o777  # refused, not "fixed"
     shared = tmp_path / "readable"
     shared.mkdir(mode=0o755)
     shared.chmod(0o755)
-    assert fused.build(build_dir=shared).path.parent == shared and _stat_mode(shared) == 0o700
+    assert builder.build(build_dir=shared).path.parent == shared and _stat_mode(shared) == 0o700
     fresh = tmp_path / "new" / "build"
-    assert fused.build(build_dir=fresh).path.parent == fresh and _stat_mode(fresh) == 0o700
+    assert builder.build(build_dir=fresh).path.parent == fresh and _stat_mode(fresh) == 0o700
     if os.getuid() == 0:  # only root can give a folder away
         theirs = tmp_path / "theirs"
         theirs.mkdir(mode=0o700)
         os.chown(theirs, 65534, 65534)
-        assert fused.build(build_dir=theirs).path.parent != theirs
+        assert builder.build(build_dir=theirs).path.parent != theirs
 
 
 @needs_kernel
 def test_the_cache_key_names_the_build(monkeypatch: pytest.MonkeyPatch, fresh_kernel: None) -> None:
     """A result cached from the kernel is not served for a run on the unfused path (or another
     build); implementations that do not use the kernel do not build it."""
-    fused_key = cache.fingerprint(impl_torch.train)
+    fused_key = cache.fingerprint(training.train)
     monkeypatch.setenv("TOYMODEL_FUSED", "0")
     fused.kernel.cache_clear()
-    assert cache.fingerprint(impl_torch.train) != fused_key
+    assert cache.fingerprint(training.train) != fused_key
     monkeypatch.setattr(fused, "kernel", lambda: pytest.fail("the numpy implementation built the kernel"))
     assert cache.fingerprint(impl_numpy.train) == cache.fingerprint(impl_numpy.train)
 

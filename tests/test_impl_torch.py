@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from toymodel import impl_torch, impl_torch_plain
+from toymodel import models
+from toymodel import plain as torch_plain
 from toymodel.data import sample as np_sample
+from toymodel.reference import dense, gradients, optimiser, pipeline, sampling, sparse, training
 from toymodel.spec import FeatureGroup, Schedule, Spec, TrainConfig
 
 MODELS = ["linear", "relu_output", "relu_hidden", "abs"]
@@ -27,9 +29,9 @@ def small_spec(model: str = "relu_output", **kw: object) -> Spec:
     return Spec(**base)  # type: ignore[arg-type]
 
 
-def _random_params(spec: Spec, seed: int) -> impl_torch.Params:
+def _random_params(spec: Spec, seed: int) -> gradients.Params:
     gen = torch.Generator().manual_seed(seed)
-    p = impl_torch.Params.allocate(spec.model, spec.instances, spec.m, spec.n, torch.device("cpu"))
+    p = gradients.Params.allocate(spec.model, spec.instances, spec.m, spec.n, torch.device("cpu"))
     p.flat.copy_(torch.randn(p.flat.shape, generator=gen) * 0.5)
     return p
 
@@ -41,15 +43,15 @@ def test_gradients_equal_autograd(model: str, l1: float, fused_ok: bool) -> None
     """Both steps of the reference: the fused kernel (where built) and the unfused torch step."""
     spec = small_spec(model, hidden_l1=[l1, 2 * l1])
     p = _random_params(spec, 1)
-    g = impl_torch.Params.allocate(spec.model, spec.instances, spec.m, spec.n, torch.device("cpu"))
+    g = gradients.Params.allocate(spec.model, spec.instances, spec.m, spec.n, torch.device("cpu"))
     gen = torch.Generator().manual_seed(2)
-    x = impl_torch.sample(torch.full((spec.instances, spec.n), 0.6), 64, gen, values=str(spec.values))[0]
+    x = sampling.sample(torch.full((spec.instances, spec.n), 0.6), 64, gen, values=str(spec.values))[0]
     imp = torch.tensor(spec.importance_array(per_instance=True), dtype=torch.float32)
     l1t = torch.tensor(spec.hidden_l1_array(per_instance=True), dtype=torch.float32) if l1 else None
-    loss = impl_torch.loss_and_grads(model, p, g, x, imp, l1t, fused_ok=fused_ok)
+    loss = gradients.loss_and_grads(model, p, g, x, imp, l1t, fused_ok=fused_ok)
 
     ref = {k: v.detach().clone().requires_grad_(True) for k, v in p.as_dict().items()}
-    ref_loss = impl_torch_plain.forward_loss(model, ref, x, imp, l1t)
+    ref_loss = torch_plain.forward_loss(model, ref, x, imp, l1t)
     ref_loss.sum().backward()
     torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-5, atol=1e-6)
     for name, view in g.as_dict().items():
@@ -63,7 +65,7 @@ def test_flat_adamw_equals_torch_adamw() -> None:
     p_ref = torch.randn(50, generator=gen).requires_grad_(True)
     p_fast = p_ref.detach().clone()
     opt_ref = torch.optim.AdamW([p_ref], lr=3e-3, betas=(0.8, 0.99), eps=1e-7, weight_decay=0.05)
-    opt_fast = impl_torch.FlatAdamW(p_fast, (0.8, 0.99), 1e-7, 0.05)
+    opt_fast = optimiser.FlatAdamW(p_fast, (0.8, 0.99), 1e-7, 0.05)
     for _ in range(200):
         grad = torch.randn(50, generator=gen)
         p_ref.grad = grad.clone()
@@ -75,7 +77,7 @@ def test_flat_adamw_equals_torch_adamw() -> None:
 def _shared_stream(spec: Spec, seed: int) -> tuple[Iterator[torch.Tensor], Iterator[torch.Tensor]]:
     gen = torch.Generator().manual_seed(seed)
     dens = torch.tensor(spec.density_array(per_instance=True), dtype=torch.float32)
-    batches = [impl_torch.sample(dens, spec.train.batch_size, gen, groups=spec.groups,
+    batches = [sampling.sample(dens, spec.train.batch_size, gen, groups=spec.groups,
                                  values=str(spec.values))[0] for _ in range(spec.train.steps)]
     return iter([b.clone() for b in batches]), iter(batches)
 
@@ -87,8 +89,8 @@ def test_trajectory_equals_autograd_adamw(model: str, schedule: Schedule) -> Non
     spec = small_spec(model, train=TrainConfig(steps=300, batch_size=128, lr=5e-3, schedule=schedule,
                                                log_every=50), hidden_l1=[0.0, 0.01])
     a, b = _shared_stream(spec, 5)
-    fast, steps_f, curve_f = impl_torch.fit(spec, data=a)
-    plain, steps_p, curve_p = impl_torch_plain.fit(spec, data=b)
+    fast, steps_f, curve_f = training.fit(spec, data=a)
+    plain, steps_p, curve_p = torch_plain.fit(spec, data=b)
     np.testing.assert_array_equal(steps_f, steps_p)
     np.testing.assert_allclose(curve_f, curve_p, rtol=2e-4, atol=1e-7)
     for name, view in fast.as_dict().items():
@@ -101,19 +103,19 @@ def test_joint_training_equals_separate() -> None:
     joint = small_spec(restarts=1, train=TrainConfig(steps=100, batch_size=64, lr=1e-2, init_std=0.3))
     a, _ = _shared_stream(joint, 7)
     batches = list(a)
-    p_joint, _, curve_joint = impl_torch.fit(joint, data=iter(batches))
+    p_joint, _, curve_joint = training.fit(joint, data=iter(batches))
     for s in range(joint.settings):
         alone = joint.replace(density=joint.density[s:s + 1], importance=joint.importance[s:s + 1])
         # instance s of the joint spec starts from init stream k=s; align the seed streams
-        init = impl_torch.models.initial_weights(joint)
-        p_alone = impl_torch.Params.allocate(alone.model, 1, alone.m, alone.n, torch.device("cpu"))
-        g = impl_torch.Params.allocate(alone.model, 1, alone.m, alone.n, torch.device("cpu"))
+        init = models.initial_weights(joint)
+        p_alone = gradients.Params.allocate(alone.model, 1, alone.m, alone.n, torch.device("cpu"))
+        g = gradients.Params.allocate(alone.model, 1, alone.m, alone.n, torch.device("cpu"))
         p_alone.W.copy_(torch.from_numpy(init["W"][s:s + 1]))
-        opt = impl_torch.FlatAdamW(p_alone.flat, alone.train.betas, alone.train.eps, alone.train.weight_decay)
+        opt = optimiser.FlatAdamW(p_alone.flat, alone.train.betas, alone.train.eps, alone.train.weight_decay)
         imp = torch.tensor(alone.importance_array(per_instance=True), dtype=torch.float32)
         with torch.inference_mode():
             for x in batches:
-                impl_torch.loss_and_grads(alone.model, p_alone, g, x[s:s + 1].clone(), imp, None)
+                gradients.loss_and_grads(alone.model, p_alone, g, x[s:s + 1].clone(), imp, None)
                 opt.step(g.flat, alone.train.lr)
         torch.testing.assert_close(p_alone.W[0], p_joint.W[s], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(p_alone.b[0], p_joint.b[s], rtol=1e-5, atol=1e-6)
@@ -122,10 +124,10 @@ def test_joint_training_equals_separate() -> None:
 
 def test_same_seed_same_result_and_other_seed_differs() -> None:
     spec = small_spec()
-    r1, r2 = impl_torch.train(spec), impl_torch.train(spec)
+    r1, r2 = training.train(spec), training.train(spec)
     np.testing.assert_array_equal(r1["W"], r2["W"])
     np.testing.assert_array_equal(r1["loss_curve"], r2["loss_curve"])
-    r3 = impl_torch.train(spec.replace(seed=4))
+    r3 = training.train(spec.replace(seed=4))
     assert not np.allclose(r1["W"], r3["W"])
 
 
@@ -141,7 +143,7 @@ def test_fast_sampler_matches_numpy_sampler(values: str) -> None:
 
     dens = np.array([[0.003, 0.05, 0.3, 0.9, 1.0, 0.0]])
     B = 200_000
-    fast = impl_torch.sample(torch.tensor(dens, dtype=torch.float32), B, torch.Generator().manual_seed(1),
+    fast = sampling.sample(torch.tensor(dens, dtype=torch.float32), B, torch.Generator().manual_seed(1),
                              values=values)[0].numpy()
     ref = np_sample(dens, B, np.random.default_rng(1), values=values)
     for i, p in enumerate(dens[0]):
@@ -161,7 +163,7 @@ def test_fast_sampler_matches_numpy_sampler(values: str) -> None:
 def test_grouped_sampler_rules() -> None:
     groups = (FeatureGroup("correlated", (0, 1, 2)), FeatureGroup("anticorrelated", (3, 4)))
     dens = torch.full((2, 6), 0.4)
-    x = impl_torch.sample(dens, 50_000, torch.Generator().manual_seed(2), groups=groups, steps=2).numpy()
+    x = sampling.sample(dens, 50_000, torch.Generator().manual_seed(2), groups=groups, steps=2).numpy()
     act = x != 0
     # correlated members share their zero mask
     assert np.all(act[..., 0] == act[..., 1])
@@ -177,19 +179,19 @@ def test_grouped_sampler_rules() -> None:
 
 
 def test_lr_factor_schedules() -> None:
-    assert impl_torch.lr_factor("constant", 5, 10) == 1.0
-    assert impl_torch.lr_factor("linear", 5, 10) == pytest.approx(0.5)
-    assert impl_torch.lr_factor("cosine", 0, 10) == 1.0
-    assert impl_torch.lr_factor("cosine", 9, 10) == pytest.approx(0.0, abs=1e-12)
+    assert optimiser.lr_factor("constant", 5, 10) == 1.0
+    assert optimiser.lr_factor("linear", 5, 10) == pytest.approx(0.5)
+    assert optimiser.lr_factor("cosine", 0, 10) == 1.0
+    assert optimiser.lr_factor("cosine", 9, 10) == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="unknown schedule"):
-        impl_torch.lr_factor("step", 1, 2)
+        optimiser.lr_factor("step", 1, 2)
 
 
 def test_cuda_device_without_cuda_is_a_clear_error() -> None:
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     with pytest.raises(RuntimeError, match="CUDA is not available"):
-        impl_torch.train(small_spec(device="cuda"))
+        training.train(small_spec(device="cuda"))
 
 
 @pytest.mark.gpu
@@ -198,8 +200,8 @@ def test_cuda_matches_cpu() -> None:
         pytest.skip("needs CUDA")
     spec = small_spec(train=TrainConfig(steps=100, batch_size=128, lr=5e-3))
     batches = list(itertools.islice(_shared_stream(spec, 9)[0], spec.train.steps))
-    cpu, _, _ = impl_torch.fit(spec, data=iter(batches))
-    gpu, _, _ = impl_torch.fit(spec.replace(device="cuda"), data=iter(b.cuda() for b in batches))
+    cpu, _, _ = training.fit(spec, data=iter(batches))
+    gpu, _, _ = training.fit(spec.replace(device="cuda"), data=iter(b.cuda() for b in batches))
     torch.testing.assert_close(gpu.W.cpu(), cpu.W, rtol=1e-3, atol=1e-4)
 
 
@@ -207,7 +209,7 @@ def test_training_learns_top_features() -> None:
     """A linear n=5, m=2 model learns the two most important features (sanity of the loop)."""
     spec = Spec(model="linear", n=5, m=2, importance=[0.7**i for i in range(5)], density=[1.0] * 5,
                 train=TrainConfig(steps=1500, batch_size=256, lr=1e-2))
-    res = impl_torch.train(spec)
+    res = training.train(spec)
     norms = np.linalg.norm(res["W"][0], axis=0)
     assert np.all(np.abs(norms[:2] - 1) < 0.1), norms
     assert np.all(norms[2:] < 0.1), norms
@@ -217,16 +219,15 @@ def test_training_learns_top_features() -> None:
 def _replay_fast_stream(spec: Spec) -> Iterator[torch.Tensor]:
     """The dense batches the fast path draws for ``spec`` (same stream, same order), with each
     sparse run's non-zero samples first: the loss is a mean over samples, order-free."""
-    from toymodel import sparse_step
     from toymodel.data import seed_sequence
 
     B, values = spec.train.batch_size, str(spec.values)
     dens = spec.density_array(per_instance=True)
     bits = np.random.SFC64(seed_sequence(spec.seed, "torch-train-sfc64"))
     rng = np.random.Generator(bits)
-    runs = sparse_step.plan(dens, B, sparse_ok=True)
-    draws = {r.start: sparse_step.Draws(dens[r.start:r.stop], B, rng, values) for r in runs if r.sparse}
-    coefs = {r.start: sparse_step.dense_coefficients(dens[r.start:r.stop], values)
+    runs = pipeline.plan(dens, B, sparse_ok=True)
+    draws = {r.start: sparse.Draws(dens[r.start:r.stop], B, rng, values) for r in runs if r.sparse}
+    coefs = {r.start: dense.dense_coefficients(dens[r.start:r.stop], values)
              for r in runs if not r.sparse}
     while True:
         x = torch.zeros(spec.instances, B, spec.n)
@@ -235,14 +236,14 @@ def _replay_fast_stream(spec: Spec) -> Iterator[torch.Tensor]:
                 xs, R = draws[r.start].next()
                 x[r.start:r.stop, :R] = xs
             else:
-                sparse_step.dense_into(x[r.start:r.stop], *coefs[r.start], bits, values)
+                dense.dense_into(x[r.start:r.stop], *coefs[r.start], bits, values)
         yield x
 
 
 def _assert_fast_path_equals_autograd_on_replay(spec: Spec) -> None:
     """``fit``'s default path equals autograd + torch.optim.AdamW fed the batches it drew."""
-    fast, _, curve_f = impl_torch.fit(spec)
-    plain, _, curve_p = impl_torch_plain.fit(spec, data=_replay_fast_stream(spec))
+    fast, _, curve_f = training.fit(spec)
+    plain, _, curve_p = torch_plain.fit(spec, data=_replay_fast_stream(spec))
     np.testing.assert_allclose(curve_f, curve_p, rtol=2e-4, atol=1e-7)
     for name, view in fast.as_dict().items():
         torch.testing.assert_close(view, plain[name].detach(), rtol=1e-3, atol=2e-4, msg=name)
@@ -268,7 +269,7 @@ def test_numpy_and_torch_batched_products_agree(inst: int, rows: int, k: int, co
     gen = torch.Generator().manual_seed(4)
     a, b = torch.randn(inst, rows, k, generator=gen), torch.randn(inst, cols, k, generator=gen)
     out = torch.empty(inst, rows, cols)
-    impl_torch._bmm(a, b.transpose(1, 2), out)
+    gradients.bmm(a, b.transpose(1, 2), out)
     torch.testing.assert_close(out, torch.bmm(a, b.transpose(1, 2)), rtol=1e-5, atol=1e-5)
 
 
@@ -284,11 +285,11 @@ def test_shorter_run_is_a_prefix_of_a_longer_one(impl: str) -> None:
     if impl == "torch":
         seen: dict[int, np.ndarray] = {}
 
-        def grab(t: int, p: impl_torch.Params) -> None:
+        def grab(t: int, p: gradients.Params) -> None:
             if t == 59:
                 seen[t] = p.W.detach().double().numpy().copy()
 
-        impl_torch.fit(spec.replace(train={"steps": 120}), on_step=grab)
+        training.fit(spec.replace(train={"steps": 120}), on_step=grab)
         np.testing.assert_array_equal(seen[59], short.W)
 
 
@@ -300,7 +301,7 @@ def test_fast_path_with_several_blocks_equals_autograd(sparse_half: bool,
     when it is the only run) sees the batches the replayed stream gives, and trains as autograd
     does on them."""
     n, inst = 20, 30  # 30 x 1024 x 20 words > WORDS_PER_CALL
-    monkeypatch.setattr(impl_torch, "FUSED_BLOCK_WORDS", 4 * 1024 * n)  # blocks of 4 instances, then 2
+    monkeypatch.setattr(pipeline, "FUSED_BLOCK_WORDS", 4 * 1024 * n)  # blocks of 4 instances, then 2
     density = [[1.0] * n] * inst
     if sparse_half:
         density = [[1.0] * n] * (inst // 2) + [[0.005] * n] * (inst // 2)

@@ -10,8 +10,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-#: the torch implementation's own modules: the only ones that may import torch
-TORCH_MODULES = {"toymodel.impl_torch", "toymodel.impl_torch_plain", "toymodel.sparse_step"}
+#: the torch implementations' own modules: the only ones that may import torch (the reference's
+#: kernel, toymodel.reference.kernel, is torch-free: the engine records its build)
+TORCH_MODULES = {"toymodel.plain", *(f"toymodel.reference.{name}" for name in (
+    "dense", "gradients", "optimiser", "pipeline", "sampling", "sparse", "training"))}
 
 WITHOUT_TORCH = textwrap.dedent("""
     import importlib, pkgutil, sys
@@ -23,10 +25,10 @@ WITHOUT_TORCH = textwrap.dedent("""
             return None
 
     sys.meta_path.insert(0, NoTorch())
-    import toymodel, toymodel.claims, toymodel.experiments
+    import toymodel, toymodel.claims
     skip = set(sys.argv[1:])
-    for pkg in (toymodel, toymodel.experiments, toymodel.claims):
-        for info in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + "."):
+    for pkg in (toymodel, toymodel.claims):
+        for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
             if info.name not in skip:
                 importlib.import_module(info.name)
     from toymodel.implementations import ImplementationError, resolve

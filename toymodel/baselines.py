@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, fused
+from . import __version__
+from .reference.kernel import fused
 
 __all__ = ["BaselineError", "BaselineStore", "provenance"]
 

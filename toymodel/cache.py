@@ -132,10 +132,13 @@ def derived(kind: str, key: str, build: Callable[[], dict[str, np.ndarray]]) -> 
 
 
 def source_hash(*modules: object) -> str:
-    """A short hash of the source files of ``modules`` (for :func:`derived` keys)."""
+    """A short hash of the source files of ``modules``, every file of a package (for :func:`derived`
+    keys)."""
     digest = hashlib.sha256()
     for module in modules:
-        digest.update(Path(inspect.getsourcefile(module) or "").read_bytes())  # type: ignore[arg-type]
+        path = Path(inspect.getsourcefile(module) or "")  # type: ignore[arg-type]
+        for f in sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]:
+            digest.update(f.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -143,57 +146,78 @@ def _say(line: str) -> None:
     print(f"toymodel WARNING: {line}", file=sys.stderr)
 
 
-def _package_imports(path: Path, package: Path) -> set[Path]:
-    """Files of this package that ``path`` imports (relative or ``toymodel.`` imports)."""
-    tree = ast.parse(path.read_text())
-    names: set[str] = set()
-    for node in ast.walk(tree):
+#: the package's root folder, and the module whose build stands behind the fused kernel's last bits
+PACKAGE = Path(__file__).resolve().parent
+KERNEL = PACKAGE / "reference" / "kernel" / "fused.py"
+
+
+def _package_imports(path: Path) -> set[Path]:
+    """Files of this package that ``path``, one of its files, imports: relative imports (from the
+    package ``path`` is in) and absolute ``toymodel.x.y`` ones, with the ``__init__.py`` of every
+    package on the way (importing a module runs them)."""
+    here = path.parent.relative_to(PACKAGE).parts
+    names: set[tuple[str, ...]] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level == 0 and not base.startswith(package.name):
+            module = tuple(node.module.split(".")) if node.module else ()
+            if node.level:
+                if node.level - 1 > len(here):
+                    continue
+                base = here[: len(here) - (node.level - 1)] + module
+            elif module[:1] == (PACKAGE.name,):
+                base = module[1:]
+            else:
                 continue
-            base = base.removeprefix(package.name).lstrip(".")
             names.add(base)
-            names.update(f"{base}.{a.name}".strip(".") for a in node.names)
+            names.update((*base, a.name) for a in node.names)  # ``from . import x``: x may be a module
         elif isinstance(node, ast.Import):
-            names.update(a.name.removeprefix(package.name).lstrip(".") for a in node.names
-                         if a.name.startswith(package.name + "."))
-    found = set()
-    for name in names:
-        candidate = package.joinpath(*name.split(".")) if name else package / "__init__"
-        for f in (candidate.with_suffix(".py"), candidate / "__init__.py"):
-            if f.is_file():
-                found.add(f.resolve())
+            names.update(tuple(a.name.split(".")[1:]) for a in node.names
+                         if a.name.split(".")[0] == PACKAGE.name)
+    return {f for parts in names for f in _module_files(parts)}
+
+
+def _module_files(parts: tuple[str, ...]) -> set[Path]:
+    """The files that importing ``toymodel.<parts>`` runs: the ``__init__.py`` of each package on
+    the way and the module's own file (what of ``parts`` is no module, a function say, adds none)."""
+    found: set[Path] = set()
+    for k in range(len(parts) + 1):
+        folder = PACKAGE.joinpath(*parts[:k])
+        candidates = [folder / "__init__.py"] + ([folder.with_suffix(".py")] if k else [])
+        found.update(f for f in candidates if f.is_file())
     return found
 
 
 def fingerprint(impl: Callable[..., object]) -> str:
     """A short hash of the code behind ``impl``: its source file and, for implementations in this
     package, every package module it imports, transitively (a change to a sampler or the model
-    code must invalidate cached results as surely as a change to the training loop), and for
-    code that uses the fused kernel, its training path and build (:func:`toymodel.fused.build_info`)."""
+    code must invalidate cached results as surely as a change to the training loop), with the C
+    sources beside those modules (compiled at run time: ``reference/kernel/_fused.c``), and for
+    code that uses the fused kernel, its training path and build
+    (:func:`toymodel.reference.kernel.fused.build_info`)."""
     try:
         source = inspect.getsourcefile(impl) or ""
     except TypeError:
         source = ""
     if not source:
         return hashlib.sha256(b"").hexdigest()[:10]
-    package = Path(__file__).resolve().parent
-    todo, seen = [Path(source).resolve()], set()
+    start = Path(source).resolve()
+    todo, seen = [start], set()
+    if PACKAGE in start.parents:
+        todo.extend(_module_files(start.with_suffix("").relative_to(PACKAGE).parts))
     while todo:
         f = todo.pop()
         if f in seen or not f.is_file():
             continue
         seen.add(f)
-        if package in f.parents:
-            todo.extend(_package_imports(f, package))
-    if any(package in f.parents for f in seen):
-        seen.update(package.glob("*.c"))  # C kernels loaded at run time (toymodel.fused)
+        if PACKAGE in f.parents:
+            todo.extend(_package_imports(f))
+    for f in [f for f in seen if PACKAGE in f.parents]:
+        seen.update(f.parent.glob("*.c"))  # C sources compiled and loaded at run time
     digest = hashlib.sha256()
     for f in sorted(seen):
         digest.update(f.read_bytes())
-    if package / "fused.py" in seen:  # the compiled kernel: its last bits depend on compiler and flags
-        from . import fused
+    if KERNEL in seen:  # the compiled kernel: its last bits depend on compiler and flags
+        from .reference.kernel import fused
 
         digest.update(json.dumps(fused.build_info(), sort_keys=True).encode())
     return digest.hexdigest()[:10]

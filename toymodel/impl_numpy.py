@@ -90,7 +90,7 @@ def default_threads() -> int:
 def lr_factor(schedule: str, step: int, steps: int) -> float:
     """Learning-rate multiplier at 0-based ``step`` of ``steps``.
 
-    Deliberately written again rather than imported from :mod:`toymodel.impl_torch`: this
+    Deliberately written again rather than imported from :mod:`toymodel.reference.optimiser`: this
     implementation shares no training code with the reference, so the claims cross-check both."""
     if schedule == "constant":
         return 1.0

@@ -40,9 +40,9 @@ __all__ = ["DEFAULT", "ENV_VAR", "REGISTRY", "Implementation", "ImplementationEr
 Implementation = Callable[[Spec], Any]
 
 REGISTRY: dict[str, str] = {
-    "torch": "toymodel.impl_torch:train",
+    "torch": "toymodel.reference.training:train",
     "numpy": "toymodel.impl_numpy:train",
-    "torch-plain": "toymodel.impl_torch_plain:train",
+    "torch-plain": "toymodel.plain:train",
 }
 DEFAULT = "torch"
 ENV_VAR = "TOYMODEL_IMPL"

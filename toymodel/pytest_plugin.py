@@ -709,7 +709,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     # without torch, a run that trains with the reference stops after collection with one line
     if st.is_reference and importlib.util.find_spec("torch") is not None:
-        from . import fused
+        from .reference.kernel import fused
 
         if not fused.available():
             lines.append(f"toymodel: fused kernel unavailable ({fused.unavailable_reason()}): "

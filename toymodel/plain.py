@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from . import models
-from .impl_torch import _device, lr_factor, torch_generator
+from .reference.optimiser import lr_factor
+from .reference.sampling import torch_generator
+from .reference.training import device_of
 from .spec import Spec
 
 __all__ = ["fit", "forward_loss", "notebook_batch", "train"]
@@ -60,9 +62,9 @@ def fit(
     on_step: Callable[[int, dict[str, Tensor]], None] | None = None,
     init_stream: str = "init",
 ) -> tuple[dict[str, Tensor], np.ndarray, np.ndarray]:
-    """Train with autograd + torch.optim.AdamW; same outputs as :func:`toymodel.impl_torch.fit`
+    """Train with autograd + torch.optim.AdamW; same outputs as :func:`toymodel.reference.training.fit`
     (from the reference's initial weights unless ``init_stream`` names another stream)."""
-    dev = _device(spec)
+    dev = device_of(spec)
     tc = spec.train
     init = models.initial_weights(spec, init_stream)
     params = {k: torch.tensor(v, dtype=torch.float32, device=dev, requires_grad=True)

@@ -1,20 +1,4 @@
-"""The fused training step for small models (``_fused.c``), compiled on first use and called
-through ctypes.
-
-For the paper's small models every product and elementwise op of the unfused step is memory
-bound; the fused kernel reads each sample once and keeps the rest in registers (see the C file's
-header for the arithmetic). It is loaded with ctypes, which releases the GIL during the call, so a
-run's instances can be split across threads. Without a working compiler, or with
-``TOYMODEL_FUSED=0``, :func:`available` is false, :func:`unavailable_reason` says why, and the
-reference implementation takes its unfused torch step (~2-5x slower on the small models).
-``tests/test_fused.py`` proves the kernel's loss and gradients equal to autograd's, built with gcc,
-with clang and as the scalar path.
-
-The kernel has a vector path (GCC or clang vector extensions, lowered to any CPU's instructions)
-and a scalar one in plain C for compilers without them. The scalar path is 2-3x slower than the
-vector one and no faster than the unfused torch step, so a compiler that builds only it gives no
-fused training (:func:`available` is false; the library still serves
-:func:`sfc64_raw`), unless ``TOYMODEL_FUSED=scalar`` asks for it (to exercise it end to end).
+"""Building ``_fused.c``: the compiler, its flags, a folder of our own, compiling and loading.
 
 Built on first use, not at install time: the flags depend on the CPU that runs it (``-mavx2
 -mfma`` where it has them), which a wheel built elsewhere cannot know; a compiled extension would
@@ -29,11 +13,11 @@ the flags and the machine, so a new compiler or compiler version builds afresh. 
 loaded only from a folder checked to be this user's own: a real directory (no link), owned by the
 current uid, mode 0700. A folder of ours that nobody else can write into is tightened to 0700;
 any other is refused, and when every candidate is refused the kernel is built in a fresh private
-folder (``mkdtemp``, removed at exit). :func:`build_info` names the kernel, compiler, version and
+folder (``mkdtemp``, removed at exit). :meth:`Kernel.info` names the kernel, compiler, version and
 flags, for results' metadata, the result cache key and the baselines' provenance.
 
-The same library generates numpy's ``SFC64`` stream (:func:`sfc64_raw`), bit for bit, without
-numpy's per-value function call, for the reference's input words.
+The kernel has a vector path (GCC or clang vector extensions, lowered to any CPU's instructions)
+and a scalar one in plain C for compilers without them, or built with :data:`SCALAR_MACRO`.
 """
 
 from __future__ import annotations
@@ -50,27 +34,16 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-__all__ = ["MODELS", "VALUES", "BuildError", "Kernel", "available", "build", "build_info", "kernel",
-           "library", "sfc64_raw", "step", "submit", "unavailable_reason"]
+__all__ = ["SCALAR_MACRO", "SOURCE", "BuildError", "Kernel", "build"]
 
 SOURCE = Path(__file__).with_name("_fused.c")
-MODELS = {"linear": 0, "relu_output": 1, "relu_hidden": 2, "abs": 3}
-VALUES = {"uniform01": 0, "uniform_pm1": 1}
-#: instances x rows x n below which one thread does the whole run (a thread hand-off costs ~50 us)
-SPLIT_MIN_ELEMENTS = 1 << 17
 #: the C macro that selects the kernel's scalar path
 SCALAR_MACRO = "-DTOYMODEL_FUSED_SCALAR"
-
-_reason: str | None = None
-_scalar_asked = False
 
 
 class BuildError(RuntimeError):
@@ -271,153 +244,3 @@ def build(cc: str | Sequence[str] | None = None, *, scalar: bool = False,
         return Kernel(lib=lib, compiler=shlex.join(command), compiler_version=version, flags=tuple(flags),
                       variant=variant, path=target)
     raise BuildError(f"could not build {SOURCE.name}: " + "; ".join(errors))
-
-
-@functools.cache
-def kernel() -> Kernel | None:
-    """This process's build of the kernel, made on first call, or None (then
-    :func:`unavailable_reason` says why): ``$TOYMODEL_FUSED`` is ``0`` (off), ``scalar`` (the
-    plain-C path, trained with) or unset (the vector path where the compiler has it)."""
-    global _reason, _scalar_asked
-    mode = os.environ.get("TOYMODEL_FUSED", "1")
-    _scalar_asked = mode == "scalar"
-    if mode == "0":
-        _reason = "disabled by TOYMODEL_FUSED=0"
-        return None
-    try:
-        return build(scalar=_scalar_asked)
-    except BuildError as err:
-        _reason = str(err)
-        return None
-
-
-def library() -> ctypes.CDLL | None:
-    """The compiled library (vector or scalar build), or None."""
-    k = kernel()
-    return None if k is None else k.lib
-
-
-def available() -> bool:
-    """Whether small models train with the kernel (see :func:`unavailable_reason`)."""
-    return unavailable_reason() is None
-
-
-def unavailable_reason() -> str | None:
-    """Why small models do not train with the kernel (one line), or None when they do."""
-    k = kernel()
-    if k is None:
-        return _reason
-    if k.variant == "scalar" and not _scalar_asked:
-        return (f"{k.compiler_version} builds only the kernel's scalar path (no vector extensions), "
-                "which is no faster than the unfused step")
-    return None
-
-
-def build_info() -> dict[str, Any]:
-    """What trains the reference's small models in this process, for results' metadata, the
-    result cache key and baselines' provenance (their last bits depend on it): ``kernel`` ("fused"
-    or "unfused"), ``variant``, ``compiler`` (resolved path), ``compiler_version`` (its
-    ``--version`` line) and ``flags``; the last four are None when unfused (results do not depend
-    on a library used only for :func:`sfc64_raw`, which is bit-exact). The same build gives the
-    same dict. Builds the kernel if this process has not yet."""
-    k = kernel()
-    if k is None or not available():
-        return {"kernel": "unfused", **dict.fromkeys(("variant", "compiler", "compiler_version", "flags"))}
-    return k.info()
-
-
-def sfc64_raw(bits: np.random.BitGenerator, count: int, out: np.ndarray | None = None) -> np.ndarray | None:
-    """``bits.random_raw(count)`` bit for bit, and ``bits`` advanced the same, for a numpy
-    ``SFC64`` generated by the compiled library (~3x faster: numpy calls a function per value),
-    into ``out`` (uint64, at least ``count`` long; reused memory saves fresh pages) or a new array;
-    None without the library or for another bit generator."""
-    lib = library()
-    if lib is None or type(bits) is not np.random.SFC64:
-        return None
-    if out is None:
-        out = np.empty(count, dtype=np.uint64)
-    elif out.dtype != np.uint64 or out.ndim != 1 or out.size < count or not out.flags.c_contiguous:
-        raise ValueError(f"sfc64_raw: out must be a contiguous uint64 vector of >= {count} values, "
-                         f"got {out.dtype} {out.shape}")
-    out = out[:count]
-    with bits.lock:
-        state = bits.state
-        s = np.array(state["state"]["state"], dtype=np.uint64)
-        lib.toymodel_sfc64_fill(s.ctypes.data, out.ctypes.data, count)
-        state["state"]["state"] = s
-        bits.state = state
-    return out
-
-
-def _ptr(a: np.ndarray | None) -> int | None:
-    return None if a is None else a.ctypes.data
-
-
-def submit(fn: Callable[..., None], *args: Any, **kwargs: Any) -> Future[None]:
-    """Run ``fn`` (a call of :func:`step`) in the background, so that the caller can draw the next
-    batch meanwhile; the kernel needs no GIL."""
-    return _pool(1, "toymodel-fused-async").submit(fn, *args, **kwargs)
-
-
-@functools.cache
-def _pool(workers: int, name: str = "toymodel-fused") -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
-
-
-def step(
-    model: str,
-    values: str,
-    batch: int,
-    W: np.ndarray,
-    W2: np.ndarray | None,
-    b: np.ndarray,
-    importance: np.ndarray,
-    hidden_l1: np.ndarray | None,
-    gW: np.ndarray,
-    gW2: np.ndarray | None,
-    gb: np.ndarray,
-    loss: np.ndarray,
-    *,
-    words: np.ndarray | None = None,
-    offset: np.ndarray | None = None,
-    slope: np.ndarray | None = None,
-    x: np.ndarray | None = None,
-    threads: int = 1,
-    kernel: Kernel | None = None,
-) -> None:
-    """Loss into ``loss`` (I,) and gradients into ``gW``, ``gb`` (and ``gW2``) for one batch of
-    ``rows`` samples per instance: ``words`` (I, rows, n) int32 with ``offset``/``slope`` (I, n),
-    or ``x`` (I, rows, n) float32. ``batch`` is the mean's divisor. All arrays float32 (int32
-    words), C-contiguous; the instances are split over ``threads`` threads when the batch is large.
-    ``kernel``: another build (:func:`build`) than this process's own."""
-    lib = library() if kernel is None else kernel.lib
-    if lib is None:
-        raise RuntimeError(f"the fused kernel is unavailable: {_reason}")
-    src = words if words is not None else x
-    if src is None:
-        raise ValueError("step needs words (with offset and slope) or x")
-    inst, rows, n = src.shape
-    m = W.shape[1]
-    for name, arr in {"W": W, "W2": W2, "b": b, "importance": importance, "hidden_l1": hidden_l1, "gW": gW,
-                      "gW2": gW2, "gb": gb, "loss": loss, "offset": offset, "slope": slope, "x": x,
-                      "words": words}.items():
-        if arr is not None and not arr.flags.c_contiguous:
-            raise ValueError(f"fused.step: {name} must be C-contiguous")
-
-    def run(lo: int, hi: int) -> int:
-        def at(a: np.ndarray | None) -> int | None:
-            return None if a is None else _ptr(a[lo:hi])
-
-        return int(lib.toymodel_fused_step(
-            MODELS[model], VALUES[values], hi - lo, rows, n, m, float(batch),
-            at(words), at(x), at(offset), at(slope), at(W), at(W2), at(b), at(importance), at(hidden_l1),
-            at(gW), at(gW2), at(gb), at(loss)))
-
-    parts = max(1, min(threads, inst, (inst * rows * n) // SPLIT_MIN_ELEMENTS))
-    if parts == 1:
-        codes = [run(0, inst)]
-    else:
-        edges = np.linspace(0, inst, parts + 1).round().astype(int)
-        codes = list(_pool(parts).map(run, edges[:-1], edges[1:]))
-    if any(codes):
-        raise MemoryError("fused.step: the kernel could not allocate its scratch memory")

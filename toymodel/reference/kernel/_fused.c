@@ -32,7 +32,7 @@
  * Inputs per instance k (float32 / int32, C-contiguous):
  *   words (inst, rows, n) int32 or NULL; then x (inst, rows, n) float32 is read instead.
  *   From a word w: r = w * 2^-32 + 1/2 is uniform on [0, 1); uniform01: x = max(off + slope * w, 0)
- *   = relu(1 - r/p); uniform_pm1: v = off + slope * w, x = v if v < 1 else 0 (see sparse_step.py).
+ *   = relu(1 - r/p); uniform_pm1: v = off + slope * w, x = v if v < 1 else 0 (see dense.py).
  *   off, slope (inst, n); W (inst, m, n); W2 (inst, n, m) or NULL; b, imp (inst, n); l1 (inst) or NULL.
  * Outputs (overwritten): gW (inst, m, n), gW2 (inst, n, m) or NULL, gb (inst, n), loss (inst).
  * Returns 0, or -1 if scratch memory could not be allocated.
