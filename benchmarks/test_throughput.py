@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import torch
 
-from toymodel import impl_numpy
 from toymodel import plain as torch_plain
+from toymodel.numpy_impl import gradients as numpy_gradients
+from toymodel.numpy_impl import training as numpy_training
 from toymodel.reference import gradients, optimiser, pipeline, training
 
 from .common import BATCH, CONFIGS, DENSITIES, RATES, STEPS, record, spec_for
@@ -88,10 +89,10 @@ def test_numpy_shards(benchmark: Any, monkeypatch: pytest.MonkeyPatch, cfg: tupl
     spec = spec_for(*cfg, 1.0, steps=steps).replace(eval_samples=1024)  # time training, not evaluation
     threads = torch.get_num_threads()
     if which == "plain":
-        monkeypatch.setattr(impl_numpy, "SHARD_ENTRIES", 2**62)
+        monkeypatch.setattr(numpy_gradients, "SHARD_ENTRIES", 2**62)
         threads = 1
-    benchmark.pedantic(impl_numpy.train, args=(spec,), kwargs={"threads": threads}, rounds=3, iterations=1,
-                       warmup_rounds=1)
+    benchmark.pedantic(numpy_training.train, args=(spec,), kwargs={"threads": threads}, rounds=3,
+                       iterations=1, warmup_rounds=1)
     record("numpy", cfg, 1.0, which, benchmark.stats.stats.min / steps)
 
 

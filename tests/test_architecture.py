@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "toymodel"
 #: layer of every module, lowest first; a module may import only from its own layer or below
 LAYERS: dict[str, tuple[str, ...]] = {
     "contract": ("__init__", "spec", "data", "models", "result"),
-    "implementations": ("reference", "impl_numpy", "plain", "implementations"),
+    "implementations": ("reference", "numpy_impl", "plain", "implementations"),
     "analysis": ("metrics", "geometry", "select", "phasemap", "regimes", "adversarial", "theory"),
     "experiments": ("experiments",),
     "figures": ("figures",),

@@ -27,7 +27,7 @@ def fake_train(spec: Spec) -> Result:
 
 
 def test_registry_resolves_names_and_module_attr(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert implementations.resolve("numpy").__module__ == "toymodel.impl_numpy"
+    assert implementations.resolve("numpy").__module__ == "toymodel.numpy_impl.training"
     assert implementations.resolve("toymodel.reference.training:train").__name__ == "train"
     monkeypatch.setenv("TOYMODEL_IMPL", "numpy")
     assert implementations.selected_name(None) == "numpy"

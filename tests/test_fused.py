@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 import torch
 
-from toymodel import cache, impl_numpy, implementations
+from toymodel import cache, implementations
 from toymodel import plain as torch_plain
+from toymodel.numpy_impl import training as numpy_training
 from toymodel.reference import dense, pipeline, training
 from toymodel.reference.kernel import builder, fused
 from toymodel.spec import Spec, TrainConfig
@@ -410,7 +411,7 @@ def test_the_cache_key_names_the_build(monkeypatch: pytest.MonkeyPatch, fresh_ke
     fused.kernel.cache_clear()
     assert cache.fingerprint(training.train) != fused_key
     monkeypatch.setattr(fused, "kernel", lambda: pytest.fail("the numpy implementation built the kernel"))
-    assert cache.fingerprint(impl_numpy.train) == cache.fingerprint(impl_numpy.train)
+    assert cache.fingerprint(numpy_training.train) == cache.fingerprint(numpy_training.train)
 
 
 def test_a_missing_kernel_is_said_once_in_the_report_header(pytester: pytest.Pytester,

@@ -10,9 +10,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from toymodel import data, impl_numpy, models
-from toymodel.impl_numpy import AdamW, Sampler, Trainer, default_threads, lr_factor, shard_bounds, train
+from toymodel import data, models
 from toymodel.implementations import run
+from toymodel.numpy_impl import gradients, training
+from toymodel.numpy_impl.gradients import Trainer, shard_bounds
+from toymodel.numpy_impl.optimiser import AdamW, lr_factor
+from toymodel.numpy_impl.sampling import Sampler
+from toymodel.numpy_impl.training import default_threads, train
 from toymodel.result import Result
 from toymodel.spec import FeatureGroup, Spec, TrainConfig, geometric_importance
 
@@ -240,7 +244,7 @@ def test_loss_curve_is_the_window_mean_of_step_losses() -> None:
     # the first point is the loss of the initial weights on the first batch of the documented stream
     stream = np.random.Generator(np.random.PCG64(data.seed_sequence(spec.seed, "numpy-train", 0)))
     x = Sampler(spec.density_array(per_instance=True), 32, stream).draw().transpose(0, 2, 1)
-    start = models.initial_weights(spec, impl_numpy.INIT_STREAM)
+    start = models.initial_weights(spec, training.INIT_STREAM)
     first = models.loss("relu_output", start, x.astype(np.float64), spec.importance_array(per_instance=True))
     np.testing.assert_allclose(every_step[:, 0], first, rtol=1e-5)
 
@@ -307,7 +311,7 @@ def test_sharded_trainer_equals_one_block(model: str) -> None:
 @pytest.fixture
 def tiny_shards(monkeypatch: pytest.MonkeyPatch) -> None:
     """Shards of 64 entries: every instance of small_spec (n=5, batch 64) is a shard of its own."""
-    monkeypatch.setattr(impl_numpy, "SHARD_ENTRIES", 64)
+    monkeypatch.setattr(gradients, "SHARD_ENTRIES", 64)
 
 
 @pytest.mark.usefixtures("tiny_shards")
@@ -325,7 +329,7 @@ def test_each_shard_draws_from_its_own_documented_stream() -> None:
     spec = small_spec(train=TrainConfig(steps=1, batch_size=64, log_every=1))
     first = train(spec, threads=2)["loss_curve"][:, 0]
     density = spec.density_array(per_instance=True)
-    weights = models.initial_weights(spec, impl_numpy.INIT_STREAM)
+    weights = models.initial_weights(spec, training.INIT_STREAM)
     for k in range(spec.instances):
         stream = np.random.Generator(np.random.PCG64(data.seed_sequence(spec.seed, "numpy-train", k)))
         x = Sampler(density[k:k + 1], 64, stream).draw().transpose(0, 2, 1)

@@ -41,7 +41,7 @@ Implementation = Callable[[Spec], Any]
 
 REGISTRY: dict[str, str] = {
     "torch": "toymodel.reference.training:train",
-    "numpy": "toymodel.impl_numpy:train",
+    "numpy": "toymodel.numpy_impl.training:train",
     "torch-plain": "toymodel.plain:train",
 }
 DEFAULT = "torch"
