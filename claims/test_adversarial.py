@@ -3,7 +3,7 @@ superposition makes models vulnerable to adversarial examples.
 
 Selection: per setting, the restart with the lowest held-out loss (held-out losses exclude the L1
 term, so they measure reconstruction only). The vulnerability metric is defined and unit-tested in
-:mod:`toymodel.adversarial`. Calibration (seeds 0-4, torch and numpy) is recorded next to each
+:mod:`toymodel.analysis.adversarial`. Calibration (seeds 0-4, torch and numpy) is recorded next to each
 bound.
 """
 
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from toymodel import adversarial, figures, metrics, select
+from toymodel import figures
+from toymodel.analysis import adversarial, metrics, select
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import adversarial as ex
 from toymodel.experiments import superposition as sup_ex

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import metrics, select
+from toymodel.analysis import metrics, select
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import computation as ex
 from toymodel.result import Result

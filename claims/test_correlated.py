@@ -13,7 +13,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from toymodel import figures, geometry, metrics, select
+from toymodel import figures
+from toymodel.analysis import geometry, metrics, select
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import correlated as ex
 from toymodel.result import Result

@@ -3,7 +3,7 @@
 Trajectories come from prefix runs (toymodel.experiments.dynamics): specs equal but for the
 number of steps are checkpoints of one trajectory for any implementation whose init and data
 stream depend only on the seed. The claim checks that premise on the loss curves before using it.
-Loss-curve regimes are found by :func:`toymodel.regimes.detect_regimes`.
+Loss-curve regimes are found by :func:`toymodel.analysis.regimes.detect_regimes`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import figures, geometry, metrics, select
+from toymodel import figures
+from toymodel.analysis import geometry, metrics, select
+from toymodel.analysis.regimes import Regimes, detect_regimes
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import correlated
 from toymodel.experiments import dynamics as ex
-from toymodel.regimes import Regimes, detect_regimes
 from toymodel.result import Result
 
 pytestmark = pytest.mark.dynamics
@@ -116,7 +117,7 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
             result.loss_curve[int(best.instance[0])],
             plateaus=[(p.start, p.end, p.level) for p in regimes.plateaus],
             drops=regimes.drop_steps,
-            title="best restart's loss curve and the regimes found in it (toymodel.regimes)",
+            title="best restart's loss curve and the regimes found in it (toymodel.analysis.regimes)",
         ),
     )
     counts = [_regimes(result, k).count for k in range(result.spec.instances)]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import figures, geometry, metrics
+from toymodel import figures
+from toymodel.analysis import geometry, metrics
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import geometry as ex
 
@@ -130,7 +131,7 @@ def test_dimensionality_fractions(trained: Trained, claim: Claim, tier: ex.Tier)
 
     What counts as a peak: a fraction c is a peak of a set of D_i when at least 3 features lie
     within ±0.005 of c and at least twice as many as in each of the windows of the same width
-    centred 0.0125 below and above c (:func:`toymodel.metrics.histogram_peaks`). The 1/2 peak is
+    centred 0.0125 below and above c (:func:`toymodel.analysis.metrics.histogram_peaks`). The 1/2 peak is
     asked of the D_i pooled over every level and restart; the others of one sweep (every level of
     one restart), in at least one restart: which fraction a sweep's fractional features pile up
     on varies from restart to restart, and pooling restarts fills the flanks with the piles that

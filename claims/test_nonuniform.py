@@ -6,7 +6,7 @@ level, the restart with the lowest loss ("fit multiple times, keep the lowest lo
 geometry, the lowest loss among the restarts with that geometry.
 
 Which loss ranks the restarts: the exact expected loss of each trained (W, b)
-(:func:`~toymodel.experiments.nonuniform.exact_losses`, deterministic for n=5 independent
+(:func:`~toymodel.analysis.pentagon.exact_losses`, deterministic for n=5 independent
 features), the limit of common random numbers. The held-out loss, even on the 2^19 samples all
 restarts of a level share, has a standard error of 1.5% on the square/pentagon loss ratio (measured:
 the two geometries err on different samples, so sharing them only brings it down from 1.9%), as
@@ -24,7 +24,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import figures, geometry, metrics, select
+from toymodel import figures
+from toymodel.analysis import geometry, metrics, select
+from toymodel.analysis.pentagon import exact_losses, label_restarts
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import nonuniform as ex
 from toymodel.result import Result
@@ -43,7 +45,7 @@ TIERS = ["fast", pytest.param("paper", marks=pytest.mark.slow)]
 def _exact(result: Result) -> np.ndarray:
     """(settings, restarts) exact expected loss of every trained instance."""
     density = result.spec.density_array(per_instance=True)
-    return result.by_setting(ex.exact_losses(result.W, result.b, density))
+    return result.by_setting(exact_losses(result.W, result.b, density))
 
 
 def _best(result: Result, losses: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -113,9 +115,9 @@ def test_pentagon_digon_transition(trained: Trained, claim: Claim, tier: ex.Tier
     result = trained(ex.pentagon_sweep(tier))
     rel = ex.relative_density(result.spec)
     W, _, best_loss = _best(result, _exact(result))
-    labels = ex.label_restarts(W)
+    labels = label_restarts(W)
     transition = _transition(rel, labels)
-    held_out = ex.label_restarts(select.best_of(result).W)
+    held_out = label_restarts(select.best_of(result).W)
     claim.record("best_labels", dict(zip([f"{r:.3g}" for r in rel], labels, strict=True)))
     claim.record("transition", transition)
     claim.record("transition_held_out_selection", _transition(rel, held_out))
@@ -123,7 +125,7 @@ def test_pentagon_digon_transition(trained: Trained, claim: Claim, tier: ex.Tier
         "restarts_per_label",
         {
             f"{r:.3g}": {str(k): int(v) for k, v in zip(*np.unique(row, return_counts=True), strict=True)}
-            for r, row in zip(rel, ex.label_restarts(result.W).reshape(len(rel), -1), strict=True)
+            for r, row in zip(rel, label_restarts(result.W).reshape(len(rel), -1), strict=True)
         },
     )
     claim.figure(
@@ -199,7 +201,7 @@ def test_pentagon_digon_loss_crossover(trained: Trained, claim: Claim, tier: ex.
     pentagon restarts and of the square restarts, against the varied feature's relative density."""
     result = trained(ex.pentagon_sweep(tier))
     rel = ex.relative_density(result.spec)
-    labels = ex.label_restarts(result.W).reshape(result.spec.settings, result.spec.restarts)
+    labels = label_restarts(result.W).reshape(result.spec.settings, result.spec.restarts)
     exact = _exact(result)
     curves = select.best_by_label(exact, labels)
     nan = np.full(rel.size, np.nan)

@@ -2,14 +2,14 @@
 importance r, every density s).
 
 The trained maps label each (r, s) cell from its selected model's extra feature
-(:mod:`toymodel.phasemap`) and are compared with the optimised-candidate theory: the paper's
+(:mod:`toymodel.analysis.phasemap`) and are compared with the optimised-candidate theory: the paper's
 candidate configurations with their norms and biases minimised on the deterministic expected loss
 (:func:`toymodel.theory.optimised_phase_map`), since trained models optimise norms and biases
 freely; the closed-form map (norms 1, biases as in the paper) is reported beside it. Free norms
 and biases move the n=2 boundary up (0.18 rather than 0.16 at r=0.1 and r=10).
 
 Selection: per cell, the restart with the lowest *deterministic expected* loss
-(:func:`toymodel.phasemap.best_by_expected_loss`), the held-out loss of an infinite sample: at
+(:func:`toymodel.analysis.phasemap.best_by_expected_loss`), the held-out loss of an infinite sample: at
 density 0.01 the n=3 configurations differ only on inputs with two active features, too rare in
 a finite sample to rank restarts. The paper trained 10 models per point and discarded the worst;
 keeping the best is stricter. Known departures, reported not asserted: beside the triple point the
@@ -30,7 +30,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from toymodel import figures, phasemap, select, theory
+from toymodel import figures, theory
+from toymodel.analysis import phasemap, select
 from toymodel.cache import derived, source_hash
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import phase as ex

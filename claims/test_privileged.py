@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import metrics, select
+from toymodel.analysis import metrics, select
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import privileged as ex
 

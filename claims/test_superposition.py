@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import figures, geometry, metrics, models, select
+from toymodel import figures, models
+from toymodel.analysis import geometry, metrics, select
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import superposition as ex
 from toymodel.result import Result

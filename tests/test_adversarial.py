@@ -1,4 +1,4 @@
-"""Tests of toymodel.adversarial: attack directions, budget, and the vulnerability metric on
+"""Tests of toymodel.analysis.adversarial: attack directions, budget, and the vulnerability metric on
 models whose value is known by hand (1 for the ideal model, 2 for an antipodal pair)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toymodel import adversarial, metrics
+from toymodel.analysis import adversarial, metrics
 
 
 def sparse_inputs(rng: np.random.Generator, n: int, batch: int, density: float) -> np.ndarray:

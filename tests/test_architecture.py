@@ -14,8 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "toymodel"
 LAYERS: dict[str, tuple[str, ...]] = {
     "contract": ("__init__", "spec", "data", "models", "result"),
     "implementations": ("reference", "numpy_impl", "plain", "implementations"),
-    "analysis": ("metrics", "geometry", "select", "phasemap", "regimes", "adversarial", "theory"),
-    "experiments": ("experiments",),
+    "analysis": ("analysis", "theory", "experiments"),
     "figures": ("figures",),
     "engine": ("claim", "baselines", "cache", "executors", "prefetch", "pytest_plugin", "check",
                "calibration", "verdicts", "docs", "progress", "report"),

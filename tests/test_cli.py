@@ -45,7 +45,7 @@ def interrupted_at_n4(spec):
 CLAIMS = '''
 import pytest
 from toymodel.spec import Spec, TrainConfig
-from toymodel import metrics
+from toymodel.analysis import metrics
 
 pytestmark = pytest.mark.superposition
 

@@ -72,7 +72,7 @@ from fakeimpl import good as train
 
 CLAIMS = '''
 import pytest
-from toymodel import metrics
+from toymodel.analysis import metrics
 from toymodel.spec import Spec, TrainConfig
 
 SPEC = Spec(model="relu_output", n=3, m=2, importance=[1, 1, 1], density=[0.5] * 3, eval_samples=64,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from toymodel import theory
+from toymodel.analysis.pentagon import label_restarts
 from toymodel.experiments import nonuniform as ex
 
 
@@ -26,7 +27,7 @@ def test_labels() -> None:
     square = theory.digon_square(n, [(0, 1), (2, 3)], phase=0.2)
     square_other = theory.digon_square(n, [(4, 1), (2, 3)])
     triangle = theory.regular_polygon(3, n, features=[0, 2, 4])
-    labels = ex.label_restarts(np.stack([pentagon, square, square_other, triangle, np.zeros((2, n))]))
+    labels = label_restarts(np.stack([pentagon, square, square_other, triangle, np.zeros((2, n))]))
     assert labels.tolist() == ["pentagon", "square", "other", "triangle", "other"]
 
 

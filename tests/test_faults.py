@@ -100,7 +100,7 @@ not_callable = 3
 
 CLAIMS = '''
 import pytest
-from toymodel import metrics
+from toymodel.analysis import metrics
 from toymodel.spec import Spec, TrainConfig
 
 SPEC = Spec(model="relu_output", n=3, m=2, importance=[1, 1, 1], density=[0.5] * 3, eval_samples=64,

@@ -1,4 +1,4 @@
-"""Tests of toymodel.geometry: angles, gaps, labels, antipodal pairs, octahedra, ideal polytopes."""
+"""Tests of toymodel.analysis.geometry: angles, gaps, labels, antipodal pairs, octahedra, ideal polytopes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numpy.typing import ArrayLike
 
-from toymodel import geometry, metrics
+from toymodel.analysis import geometry, metrics
 
 
 def polygon(degrees: ArrayLike, norms: ArrayLike = 1.0) -> np.ndarray:

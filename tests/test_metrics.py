@@ -1,4 +1,4 @@
-"""Tests of toymodel.metrics: exact values, invariances, zero columns, neuron metrics, peaks."""
+"""Tests of toymodel.analysis.metrics: exact values, invariances, zero columns, neuron metrics, peaks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from toymodel import geometry, metrics
+from toymodel.analysis import geometry, metrics
 
 PER_FEATURE = {
     "norms": metrics.feature_norms,

@@ -1,4 +1,4 @@
-"""Tests of toymodel.phasemap: labels of the theory's candidates, boundary masks, agreement,
+"""Tests of toymodel.analysis.phasemap: labels of the theory's candidates, boundary masks, agreement,
 slopes, and selection by the deterministic expected loss."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import phasemap as P
 from toymodel import theory as T
+from toymodel.analysis import phasemap as P
 from toymodel.experiments import phase as ex
 from toymodel.result import expected_loss_steps, validate
 

@@ -1,4 +1,4 @@
-"""Loss-curve regime detection (toymodel.regimes) on synthetic curves with known stages."""
+"""Loss-curve regime detection (toymodel.analysis.regimes) on synthetic curves with known stages."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toymodel.regimes import detect_regimes
+from toymodel.analysis.regimes import detect_regimes
 
 STEPS = np.arange(100, 20_001, 100, dtype=np.float64)
 

@@ -1,4 +1,4 @@
-"""Tests of toymodel.select: lowest held-out loss per setting, best weights, best loss per label."""
+"""Tests of toymodel.analysis.select: lowest held-out loss per setting, best weights, best loss per label."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from toymodel import select
+from toymodel.analysis import select
 from toymodel.result import Result, expected_loss_steps, validate
 from toymodel.spec import ModelKind, Spec
 

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from toymodel import implementations, select
+from toymodel import implementations
+from toymodel.analysis import select
 from toymodel.cache import ResultCache, default_cache_dir, fingerprint
 from toymodel.claim import Claim
 from toymodel.result import Result

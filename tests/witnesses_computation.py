@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 from witness_kit import Serve, Witness, best_weights, edit, edit_best, only
 
-from toymodel import metrics
+from toymodel.analysis import metrics
 from toymodel.result import Result, validate
 
 M = "test_computation"

@@ -21,7 +21,7 @@ from witness_kit import (
     rescored,
 )
 
-from toymodel import metrics
+from toymodel.analysis import metrics
 from toymodel.experiments import correlated as ex
 from toymodel.result import Result
 

@@ -27,9 +27,9 @@ from witness_kit import (
     exactly,
 )
 
-from toymodel import geometry, select
+from toymodel.analysis import geometry, select
+from toymodel.analysis.regimes import Plateau, detect_regimes
 from toymodel.experiments import dynamics as ex
-from toymodel.regimes import Plateau, detect_regimes
 from toymodel.result import Result, expected_loss_steps, validate
 from toymodel.spec import Spec
 

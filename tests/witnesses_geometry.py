@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from witness_kit import Serve, Witness, edit, only
 
-from toymodel import geometry, metrics
+from toymodel.analysis import geometry, metrics
 from toymodel.result import Result
 
 M = "test_geometry"
@@ -110,7 +110,7 @@ def _pairs_share_an_axis(W: np.ndarray) -> np.ndarray:
 
 
 def _polytope_patch(change: Callable[[str, np.ndarray], np.ndarray]) -> Callable[[pytest.MonkeyPatch], None]:
-    """Break :func:`toymodel.geometry.ideal_polytope`: ``change(name, W) -> W``."""
+    """Break :func:`toymodel.analysis.geometry.ideal_polytope`: ``change(name, W) -> W``."""
     real = geometry.ideal_polytope
 
     def patch(mp: pytest.MonkeyPatch) -> None:

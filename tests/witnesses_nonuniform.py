@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from witness_kit import Serve, Witness, edit_setting, only
 
-from toymodel import geometry, select
+from toymodel.analysis import geometry, select
+from toymodel.analysis.pentagon import exact_losses, label_restarts
 from toymodel.experiments import nonuniform as ex
 from toymodel.result import Result
 
@@ -31,7 +32,7 @@ Change = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 def _exact(result: Result) -> np.ndarray:
     """(settings, restarts) exact expected loss of every instance, as the claims rank them."""
     density = result.spec.density_array(per_instance=True)
-    return result.by_setting(ex.exact_losses(result.W, result.b, density))
+    return result.by_setting(exact_losses(result.W, result.b, density))
 
 
 def _selected(result: Result, setting: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +68,7 @@ def _only_label(setting: int, label: str) -> Serve:
     restarts that reached the other geometries are lost."""
 
     def apply(result: Result) -> Result:
-        labels = ex.label_restarts(result.by_setting(result.W)[setting])
+        labels = label_restarts(result.by_setting(result.W)[setting])
         loss = np.where(labels == label, _exact(result)[setting], np.inf)
         k = setting * result.spec.restarts + int(np.argmin(loss))
         return edit_setting(result, setting, W=result.W[k], b=result.b[k])

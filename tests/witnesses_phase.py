@@ -23,7 +23,8 @@ import pytest
 import toymodel.claims.test_phase as claims
 from witness_kit import Serve, Witness, edit, edit_setting, only, reference
 
-from toymodel import phasemap, theory
+from toymodel import theory
+from toymodel.analysis import phasemap
 from toymodel.experiments import phase as ex
 from toymodel.result import Result
 from toymodel.theory import ArrayLike

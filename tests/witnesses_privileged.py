@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from witness_kit import Serve, Witness, best_weights, edit, edit_best, keep_only_selected, only
 
-from toymodel import metrics
+from toymodel.analysis import metrics
 from toymodel.result import Result
 
 M = "test_privileged"

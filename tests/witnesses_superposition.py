@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from witness_kit import Loader, Serve, Witness, best_weights, edit_best, only
 
-from toymodel import metrics, models
+from toymodel import models
+from toymodel.analysis import metrics
 from toymodel.result import Result, expected_loss_steps, validate
 from toymodel.spec import Spec
 
@@ -148,7 +149,7 @@ def _pair_dense_tail(W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def _break_a_pair(W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One feature of an antipodal pair rotated to cos -0.8 with its partner."""
-    from toymodel import geometry
+    from toymodel.analysis import geometry
 
     pairs = geometry.antipodal_pairs(W, cos_max=-0.9)
     i, j = pairs[0]

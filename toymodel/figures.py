@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics
+from .analysis import metrics
 
 __all__ = [
     "FRACTIONS",

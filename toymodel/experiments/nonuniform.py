@@ -26,20 +26,17 @@ from typing import Literal, NamedTuple
 import numpy as np
 from scipy import optimize
 
-from .. import geometry, theory
+from .. import theory
 from ..spec import Spec, TrainConfig
 
 __all__ = [
     "BASE_DENSITY",
-    "LABELS",
     "LEVELS",
     "TIERS",
     "VARIED",
     "TheoryMinima",
     "Tier",
     "TierConfig",
-    "exact_losses",
-    "label_restarts",
     "pentagon_sweep",
     "relative_density",
     "theory_crossover",
@@ -53,7 +50,6 @@ BASE_DENSITY = 0.05
 VARIED = N - 1  # the feature whose density is scaled
 #: relative densities of the paper tier: 0.1x to 10x, ten levels per decade (0.1, 0.126, ..., 10)
 LEVELS: tuple[float, ...] = tuple(float(x) for x in np.geomspace(0.1, 10.0, 21))
-LABELS: tuple[str, ...] = ("pentagon", "square", "triangle", "other")
 
 
 @dataclass(frozen=True)
@@ -103,30 +99,6 @@ def relative_density(spec: Spec) -> np.ndarray:
     return d[:, VARIED] / d[:, 0]
 
 
-def exact_losses(W: np.ndarray, b: np.ndarray, density: np.ndarray) -> np.ndarray:
-    """Exact expected loss (:func:`toymodel.theory.expected_loss`, I=1) of each instance: W
-    (..., 2, 5), b and density (..., 5). The limit of common random numbers: no sampling noise."""
-    w = np.asarray(W).reshape(-1, M, N)
-    bb, dd = np.asarray(b).reshape(-1, N), np.broadcast_to(density, np.shape(b)).reshape(-1, N)
-    out = [theory.expected_loss(w[k], bb[k], 1.0, dd[k])[0] for k in range(w.shape[0])]
-    return np.array(out).reshape(np.shape(b)[:-1])
-
-
-def label_restarts(W: np.ndarray) -> np.ndarray:
-    """Geometry label per instance of W (..., 2, 5), one of :data:`LABELS`: ``pentagon`` (5
-    represented, gaps 72° ± 15°), ``square`` (two orthogonal digons with the *varied* feature off),
-    ``triangle``, else ``other`` (including a square that drops a different feature)."""
-    flat = np.asarray(W).reshape(-1, M, N)
-    out = []
-    for w in flat:
-        shape = geometry.describe_2d(w)
-        if shape.label == "square":
-            out.append("square" if shape.off == (VARIED,) else "other")
-        else:
-            out.append(shape.label if shape.label in LABELS else "other")
-    return np.array(out, dtype=str).reshape(np.shape(W)[:-2])
-
-
 class TheoryMinima(NamedTuple):
     """Minima of the exact expected loss at one relative density, from each start."""
 
@@ -151,6 +123,8 @@ def theory_minima(rel: float) -> TheoryMinima:
     """Minimise :func:`toymodel.theory.expected_loss` (deterministic, no SGD) from a regular
     pentagon (radius 1.1, biases -0.05) and from a square of digons (0, 1), (2, 3) with the varied
     feature off (its bias at its mean), at relative density ``rel``."""
+    from ..analysis.pentagon import label_restarts  # until the pentagon theory leaves this module
+
     d = _densities(rel)
     w_p, b_p, l_p = theory.minimise_expected_loss(theory.regular_polygon(5, N, radius=1.1),
                                                   np.full(N, -0.05), 1.0, d)

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..result import Result
+from ..theory import expected_loss
 from .metrics import cosines, feature_norms, superposition
-from .result import Result
-from .theory import expected_loss
 
 __all__ = [
     "EXTRA_LABELS",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .result import Result
+from ..result import Result
 
 __all__ = ["Best", "best_by_label", "best_of", "lowest_loss", "near_best"]
 

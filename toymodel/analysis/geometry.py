@@ -1,11 +1,11 @@
 """Geometry of feature embeddings: angles, antipodal pairs, polygon labels, ideal polytopes.
 
 Pure numpy on ``W`` of shape ``(..., m, n)`` (column i = feature i's direction), as in
-:mod:`toymodel.metrics`. Labels are invariant under rotations and reflections of the hidden space
+:mod:`toymodel.analysis.metrics`. Labels are invariant under rotations and reflections of the hidden space
 and under permutations of the features, since trained models are only determined up to those.
 
 A feature is *represented* when ||W_i|| > ``threshold`` (default 0.5, see
-:func:`toymodel.metrics.represented`). Variable-length answers (pairs) are returned per instance as
+:func:`toymodel.analysis.metrics.represented`). Variable-length answers (pairs) are returned per instance as
 a *partner* array of shape (..., n): ``partner[i] = j`` when i is paired with j, else -1;
 :func:`pairs_of` turns one instance's partner row into a list of pairs.
 """

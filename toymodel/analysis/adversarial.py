@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import metrics, models
+from .. import models
+from . import metrics
 
 __all__ = [
     "ATTACK_SCALE",
