@@ -13,7 +13,7 @@ the two geometries err on different samples, so sharing them only brings it down
 large as the 2.7% gap one level below the crossover; 2^19 is what the fast tier can afford. The
 held-out selection is recorded beside the exact one.
 The exact location of the phase change comes from the deterministic expected loss minimised from
-a pentagon and from a square start (:func:`~toymodel.experiments.nonuniform.theory_crossover`),
+a pentagon and from a square start (:func:`~toymodel.theory.pentagon.pentagon_crossover`),
 which needs no training and is checked beside what the trained models show.
 The exact crossover itself needs no training: it is checked in the theory tier
 (``test_pentagon_digon_theory``), never as a verdict on an implementation.
@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import figures
+from toymodel import figures, theory
 from toymodel.analysis import geometry, metrics, select
 from toymodel.analysis.pentagon import exact_losses, label_restarts
 from toymodel.claim import Claim, Trained
@@ -69,7 +69,7 @@ def test_pentagon_baseline(trained: Trained, claim: Claim) -> None:
     # with the other parameters free, a gap 5° off costs +2.6%, a vertex at norm 1 +5.4%, a bias at 0
     # +19% (a frozen bias +295%), so the geometry is recorded and the loss is the check. Measured:
     # within 0.05% of the optimum.
-    optimum = ex.theory_minima(1.0)
+    optimum = theory.pentagon_minima(1.0)
     excess = exact[level] / optimum.pentagon_loss - 1
     geometry_found = {
         "represented": shape.represented,
@@ -213,8 +213,8 @@ def test_pentagon_digon_loss_crossover(trained: Trained, claim: Claim, tier: ex.
     claim.record(
         "crossing_held_out", _crossing(rel, held_out.get("square", nan), held_out.get("pentagon", nan))[0]
     )
-    th = [ex.theory_minima(float(r)) for r in rel]
-    th_p = np.array([t.pentagon_loss if t.pentagon_label == "pentagon" else np.nan for t in th])
+    th = [theory.pentagon_minima(float(r)) for r in rel]
+    th_p = np.array([t.pentagon_loss if label_restarts(t.W_pentagon) == "pentagon" else np.nan for t in th])
     th_s = np.array([t.square_loss for t in th])
     claim.figure(
         "loss_curves",
@@ -223,7 +223,7 @@ def test_pentagon_digon_loss_crossover(trained: Trained, claim: Claim, tier: ex.
             rel,
             {"pentagon": pentagon, "square": square},
             {"pentagon": th_p, "square": th_s},
-            crossings={"trained": crossing, "exact": ex.theory_crossover()},
+            crossings={"trained": crossing, "exact": theory.pentagon_crossover()},
             bracket=BRACKET,
             title="pentagon vs two digons (square): lowest loss per geometry",
         ),
@@ -267,7 +267,7 @@ def test_pentagon_digon_loss_crossover(trained: Trained, claim: Claim, tier: ex.
 def test_pentagon_digon_theory(claim: Claim) -> None:
     """Where the phase change is, without training: the relative density where the square's exact
     expected-loss minimum overtakes the pentagon's (deterministic; compare the trained transition)."""
-    crossover = ex.theory_crossover()
+    crossover = theory.pentagon_crossover()
     claim.check(
         "exact_crossover_in_bracket",
         BRACKET[0] <= crossover <= BRACKET[1],
@@ -277,7 +277,7 @@ def test_pentagon_digon_theory(claim: Claim) -> None:
         lower=BRACKET[0],
         upper=BRACKET[1],
     )
-    below, above = ex.theory_minima(crossover * 0.9), ex.theory_minima(crossover * 1.1)
+    below, above = theory.pentagon_minima(crossover * 0.9), theory.pentagon_minima(crossover * 1.1)
     claim.check(
         "exact_winners",
         below.square_loss < below.pentagon_loss and above.pentagon_loss < above.square_loss,

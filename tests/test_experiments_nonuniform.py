@@ -32,8 +32,8 @@ def test_labels() -> None:
 
 
 def test_theory_minima_at_baseline() -> None:
-    t = ex.theory_minima(1.0)
-    assert t.pentagon_label == "pentagon"
-    assert t.square_label == "square"
+    t = theory.pentagon_minima(1.0)
+    assert str(label_restarts(t.W_pentagon)) == "pentagon"
+    assert str(label_restarts(t.W_square)) == "square"
     assert t.pentagon_loss < t.square_loss
     assert np.allclose(np.linalg.norm(t.W_pentagon, axis=0), np.linalg.norm(t.W_pentagon[:, 0]))

@@ -16,8 +16,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -121,6 +123,17 @@ def only(name: str, change: Callable[[Result], Result]) -> Serve:
         return change(result) if name in spec.name else result
 
     return serve
+
+
+def replace(mp: pytest.MonkeyPatch, package: ModuleType, name: str, value: object) -> None:
+    """Break ``package.name`` for every caller: set it on the package and on each of its modules
+    that holds the same object, so that the package's own code calls the broken one too (as when
+    one module held all of it)."""
+    old = getattr(package, name)
+    mp.setattr(package, name, value)
+    for module_name, module in list(sys.modules.items()):
+        if module_name.startswith(f"{package.__name__}.") and getattr(module, name, None) is old:
+            mp.setattr(module, name, value)
 
 
 def edit(result: Result, **arrays: np.ndarray) -> Result:

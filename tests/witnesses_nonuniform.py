@@ -14,8 +14,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from witness_kit import Serve, Witness, edit_setting, only
+from witness_kit import Serve, Witness, edit_setting, only, replace
 
+from toymodel import theory
 from toymodel.analysis import geometry, select
 from toymodel.analysis.pentagon import exact_losses, label_restarts
 from toymodel.experiments import nonuniform as ex
@@ -95,14 +96,16 @@ def _theory_at_base_density(base: float) -> Callable[[pytest.MonkeyPatch], None]
 
     def patch(mp: pytest.MonkeyPatch) -> None:
         mp.setattr(ex, "BASE_DENSITY", base)
-        mp.setattr(ex, "theory_minima", functools.lru_cache(maxsize=256)(ex.theory_minima.__wrapped__))
-        mp.setattr(ex, "theory_crossover", functools.lru_cache(maxsize=4)(ex.theory_crossover.__wrapped__))
+        replace(mp, theory, "pentagon_minima",
+                functools.lru_cache(maxsize=256)(theory.pentagon_minima.__wrapped__))
+        replace(mp, theory, "pentagon_crossover",
+                functools.lru_cache(maxsize=4)(theory.pentagon_crossover.__wrapped__))
 
     return patch
 
 
 def _paper_crossover(mp: pytest.MonkeyPatch) -> None:
-    mp.setattr(ex, "theory_crossover", lambda *a, **k: 0.4)
+    replace(mp, theory, "pentagon_crossover", lambda *a, **k: 0.4)
 
 
 T = {

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 import toymodel.claims.test_phase as claims
-from witness_kit import Serve, Witness, edit, edit_setting, only, reference
+from witness_kit import Serve, Witness, edit, edit_setting, only, reference, replace
 
 from toymodel import theory
 from toymodel.analysis import phasemap
@@ -121,7 +121,7 @@ def _theory(n: int, *changes: Patch) -> Patch:
 
     def patch(mp: pytest.MonkeyPatch) -> None:
         claims._theory_maps(n, "fast")
-        mp.setattr(theory, "optimised_boundary", lambda *a, **k: math.nan)
+        replace(mp, theory, "optimised_boundary", lambda *a, **k: math.nan)
         for change in changes:
             change(mp)
 
@@ -129,7 +129,7 @@ def _theory(n: int, *changes: Patch) -> Patch:
 
 
 def _set(name: str, value: object) -> Patch:
-    return lambda mp: mp.setattr(theory, name, value)
+    return lambda mp: replace(mp, theory, name, value)
 
 
 def _mc_without_importance() -> Patch:

@@ -10,23 +10,17 @@ One :class:`~toymodel.spec.Spec` per tier: setting k is the relative density ``l
 held-out loss; all restarts of a level share one held-out sample (common random numbers), large
 enough that the ranking is not noise (see ``EVAL_SAMPLES``).
 
-Beside the trained models, :func:`theory_minima` and :func:`theory_crossover` give the exact
-location of the phase change: the deterministic expected loss (:func:`toymodel.theory.expected_loss`)
-minimised from a pentagon and from a square start, and the relative density where the two minima
-cross. No torch here: claims use these functions directly.
+What the trained models are measured with: :mod:`toymodel.analysis.pentagon` (labels, exact
+losses); where the phase change is without training: :mod:`toymodel.theory.pentagon`.
 """
 
 from __future__ import annotations
 
-import functools
-import math
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
-from scipy import optimize
 
-from .. import theory
 from ..spec import Spec, TrainConfig
 
 __all__ = [
@@ -34,13 +28,10 @@ __all__ = [
     "LEVELS",
     "TIERS",
     "VARIED",
-    "TheoryMinima",
     "Tier",
     "TierConfig",
     "pentagon_sweep",
     "relative_density",
-    "theory_crossover",
-    "theory_minima",
 ]
 
 Tier = Literal["fast", "paper"]
@@ -97,50 +88,3 @@ def relative_density(spec: Spec) -> np.ndarray:
     """(settings,) the varied feature's density relative to the others'."""
     d = spec.density_array()
     return d[:, VARIED] / d[:, 0]
-
-
-class TheoryMinima(NamedTuple):
-    """Minima of the exact expected loss at one relative density, from each start."""
-
-    pentagon_loss: float
-    square_loss: float
-    pentagon_label: str  # label of the minimum reached from the pentagon start (it may collapse)
-    square_label: str
-    W_pentagon: np.ndarray
-    b_pentagon: np.ndarray
-    W_square: np.ndarray
-    b_square: np.ndarray
-
-
-def _densities(rel: float) -> np.ndarray:
-    d = np.full(N, BASE_DENSITY)
-    d[VARIED] = BASE_DENSITY * rel
-    return d
-
-
-@functools.lru_cache(maxsize=256)
-def theory_minima(rel: float) -> TheoryMinima:
-    """Minimise :func:`toymodel.theory.expected_loss` (deterministic, no SGD) from a regular
-    pentagon (radius 1.1, biases -0.05) and from a square of digons (0, 1), (2, 3) with the varied
-    feature off (its bias at its mean), at relative density ``rel``."""
-    from ..analysis.pentagon import label_restarts  # until the pentagon theory leaves this module
-
-    d = _densities(rel)
-    w_p, b_p, l_p = theory.minimise_expected_loss(theory.regular_polygon(5, N, radius=1.1),
-                                                  np.full(N, -0.05), 1.0, d)
-    b0 = np.zeros(N)
-    b0[VARIED] = d[VARIED] / 2
-    w_s, b_s, l_s = theory.minimise_expected_loss(theory.digon_square(N, [(0, 1), (2, 3)]), b0, 1.0, d)
-    return TheoryMinima(l_p, l_s, str(label_restarts(w_p)), str(label_restarts(w_s)), w_p, b_p, w_s, b_s)
-
-
-@functools.lru_cache(maxsize=4)
-def theory_crossover(lo: float = 0.15, hi: float = 0.6, xtol: float = 1e-4) -> float:
-    """Relative density where the square's minimum overtakes the pentagon's (Brent's method on
-    log rel of the loss difference, between ``lo`` and ``hi``, where both minima exist)."""
-
-    def gap(log_rel: float) -> float:
-        t = theory_minima(math.exp(log_rel))
-        return t.square_loss - t.pentagon_loss
-
-    return math.exp(optimize.brentq(gap, math.log(lo), math.log(hi), xtol=xtol))
