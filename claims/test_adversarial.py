@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from toymodel import figures
 from toymodel.analysis import adversarial, metrics, select
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import adversarial as ex
 from toymodel.experiments import superposition as sup_ex
+from toymodel.report import figures
 
 pytestmark = pytest.mark.adversarial
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from toymodel import figures
 from toymodel.analysis import geometry, metrics, select
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import correlated as ex
+from toymodel.report import figures
 from toymodel.result import Result
 
 pytestmark = pytest.mark.correlated

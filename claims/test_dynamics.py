@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import figures
 from toymodel.analysis import geometry, metrics, select
 from toymodel.analysis.regimes import Regimes, detect_regimes
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import correlated
 from toymodel.experiments import dynamics as ex
+from toymodel.report import figures
 from toymodel.result import Result
 
 pytestmark = pytest.mark.dynamics

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import figures
 from toymodel.analysis import geometry, metrics
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import geometry as ex
+from toymodel.report import figures
 
 pytestmark = pytest.mark.geometry
 

@@ -24,11 +24,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import figures, theory
+from toymodel import theory
 from toymodel.analysis import geometry, metrics, select
 from toymodel.analysis.pentagon import exact_losses, label_restarts
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import nonuniform as ex
+from toymodel.report import figures
 from toymodel.result import Result
 
 pytestmark = pytest.mark.nonuniform

@@ -30,11 +30,12 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from toymodel import figures, theory
+from toymodel import theory
 from toymodel.analysis import phasemap, select
 from toymodel.cache import derived, source_hash
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import phase as ex
+from toymodel.report import figures
 from toymodel.result import Result
 from toymodel.spec import Spec
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toymodel import figures, models
+from toymodel import models
 from toymodel.analysis import geometry, metrics, select
 from toymodel.claim import Claim, Trained
 from toymodel.experiments import superposition as ex
+from toymodel.report import figures
 from toymodel.result import Result
 
 pytestmark = pytest.mark.superposition

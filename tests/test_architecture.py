@@ -15,9 +15,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "contract": ("__init__", "spec", "data", "models", "result"),
     "implementations": ("reference", "numpy_impl", "plain", "implementations"),
     "analysis": ("analysis", "theory", "experiments"),
-    "figures": ("figures",),
+    "report": ("report",),
     "engine": ("claim", "baselines", "cache", "executors", "prefetch", "pytest_plugin", "check",
-               "calibration", "verdicts", "docs", "progress", "report"),
+               "calibration", "verdicts", "docs", "progress"),
     "command line": ("cli", "__main__"),
 }
 #: the only modules that may import torch at module level (the reference and the notebook loop)

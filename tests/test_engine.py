@@ -12,7 +12,8 @@ import pytest
 from toymodel import implementations
 from toymodel.baselines import BaselineError, BaselineStore
 from toymodel.cache import ResultCache, fingerprint
-from toymodel.claim import Claim, ClaimFailure, jsonable
+from toymodel.claim import Claim, ClaimFailure
+from toymodel.report import jsonable
 from toymodel.result import Result, validate
 from toymodel.spec import Spec, TrainConfig
 

@@ -1,4 +1,4 @@
-"""The report's figures (toymodel.figures) on small arrays: each draws, labels its axes, has a
+"""The report's figures (toymodel.report.figures) on small arrays: each draws, labels its axes, has a
 title and a legend or colour bar, and saves as a PNG."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from toymodel import figures
 from toymodel.claim import Claim
+from toymodel.report import figures
 
 RNG = np.random.default_rng(0)
 

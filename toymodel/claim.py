@@ -14,8 +14,6 @@ see which checks a result breaks.
 
 from __future__ import annotations
 
-import functools
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,10 +23,12 @@ from typing import Any
 import numpy as np
 
 from .baselines import BaselineStore
+from .report.figures import figures_unavailable
+from .report.records import jsonable
 from .result import Result
 from .spec import Spec
 
-__all__ = ["Claim", "ClaimFailure", "Trained", "figures_unavailable", "jsonable"]
+__all__ = ["Claim", "ClaimFailure", "Trained"]
 
 #: what the ``trained`` fixture is: the implementation's validated, suite-scored result of a spec
 Trained = Callable[[Spec], Result]
@@ -44,39 +44,6 @@ class ClaimFailure(AssertionError):
     def __init__(self, message: str, key: str = ""):
         super().__init__(message)
         self.key = key
-
-
-def jsonable(value: Any) -> Any:
-    """Numbers, arrays and containers as plain JSON data (NaN/inf as strings)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        x = float(value)
-        return x if math.isfinite(x) else str(x)
-    if isinstance(value, (int, str)) or value is None:
-        return value
-    return str(value)
-
-
-@functools.cache
-def figures_unavailable() -> str | None:
-    """Why figures cannot be drawn here (matplotlib cannot be imported), or None; asked once."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot
-    except Exception as exc:  # ImportError, or a broken install
-        return f"matplotlib cannot be imported ({type(exc).__name__}: {exc}); pip install matplotlib"
-    return None
 
 
 def _is_number(value: Any) -> bool:
@@ -172,7 +139,7 @@ class Claim:
                                                     spec_hashes=self.spec_hashes, seed=self.seed))
 
     def figure(self, name: str, draw: Callable[[Any], None]) -> None:
-        """Draw a figure with ``draw(figure)`` (see :mod:`toymodel.figures`) and save it as PNG, when
+        """Draw a figure with ``draw(figure)`` (see :mod:`toymodel.report.figures`) and save it as PNG, when
         a report is requested and matplotlib can be imported (else nothing: the plugin says once
         why). A figure that fails to draw never changes the verdict: the error is kept in
         ``figure_errors`` and shown in the report."""

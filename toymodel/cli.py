@@ -190,7 +190,8 @@ def _train(ns: argparse.Namespace) -> int:
 
 
 def _report(ns: argparse.Namespace) -> int:
-    from .report import ReportError, default_calibration_dir, load, render_html
+    from .pytest_plugin import default_calibration_dir
+    from .report import ReportError, load, render_html
 
     if ns.from_cache:
         if ns.source is not None:
@@ -221,7 +222,8 @@ def _report(ns: argparse.Namespace) -> int:
 
 
 def _compare(ns: argparse.Namespace) -> int:
-    from .report import ReportError, default_calibration_dir, load, render_compare
+    from .pytest_plugin import default_calibration_dir
+    from .report import ReportError, load, render_compare
 
     try:
         a, b = load(ns.a), load(ns.b)

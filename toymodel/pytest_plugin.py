@@ -102,7 +102,7 @@ from .cache import (
     default_cache_dir,
     fingerprint,
 )
-from .claim import Claim, ClaimFailure, figures_unavailable, jsonable
+from .claim import Claim, ClaimFailure
 from .executors import ENV_VAR as EXECUTOR_ENV
 from .executors import Executor, ExecutorError, Job, Outcome
 from .executors import parse as parse_executor
@@ -117,6 +117,8 @@ from .implementations import (
 )
 from .prefetch import discover
 from .progress import BatchProgress, Mode, TrainingProgress, describe, work
+from .report import jsonable, verdict_lines, write
+from .report.figures import figures_unavailable
 from .result import ContractError, Result, eval_loss_disagreement
 from .spec import Spec
 
@@ -514,6 +516,11 @@ def shipped_baselines() -> Path:
         return Path(__file__).with_name("baselines")
 
 
+def default_calibration_dir() -> Path:
+    """``calibration/`` beside the installed claims (the checkout's in an editable install)."""
+    return shipped_baselines().parent / "calibration"
+
+
 def _state(config: pytest.Config) -> SuiteState:
     return config.stash[_STATE_KEY]
 
@@ -909,8 +916,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for line in st.warnings:
         terminalreporter.write_line(f"toymodel WARNING: {line}", yellow=True)
     if config.getoption("--claims-table"):
-        from .report import default_calibration_dir, verdict_lines
-
         for line, failing in verdict_lines(_payload(st), default_calibration_dir()):
             terminalreporter.write_line(line, red=failing)
     if st.regen:
@@ -950,8 +955,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if st.report_path is None:
         return
-    from .report import default_calibration_dir, write
-
     base = st.report_path.parent.resolve()
     for record in st.records:  # figure paths relative to the report, so that the folder can move
         record["figures"] = [os.path.relpath(Path(f).resolve(), base) for f in record.get("figures", [])]

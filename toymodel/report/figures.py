@@ -5,17 +5,18 @@ one and saves it; tests make their own) and labels what it draws: axes with thei
 a title, a legend or colour bar for every encoding. They read arrays only, never results or
 specs, so a claim passes exactly what it measured, and each is tested on small arrays
 (``tests/test_figures.py``). matplotlib is imported inside the functions: importing this module
-needs nothing beyond numpy.
+needs nothing beyond numpy; :func:`figures_unavailable` says, once, why it cannot be imported.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from .analysis import metrics
+from ..analysis import metrics
 
 __all__ = [
     "FRACTIONS",
@@ -24,6 +25,7 @@ __all__ = [
     "dims_per_feature",
     "feature_directions_2d",
     "feature_directions_3d",
+    "figures_unavailable",
     "gram",
     "loss_crossover",
     "loss_regimes",
@@ -40,6 +42,19 @@ FRACTIONS: dict[str, float] = {"1": 1.0, "3/4": 3 / 4, "2/3": 2 / 3, "1/2": 1 / 
                                "3/8": 3 / 8, "0": 0.0}
 #: categorical colours (colour-blind safe, Paul Tol's "bright"), then black for "other"
 PALETTE = ("#bbbbbb", "#4477aa", "#ee6677", "#ccbb44", "#228833", "#66ccee", "#aa3377", "#000000")
+
+
+@functools.cache
+def figures_unavailable() -> str | None:
+    """Why figures cannot be drawn here (matplotlib cannot be imported), or None; asked once."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+    except Exception as exc:  # ImportError, or a broken install
+        return f"matplotlib cannot be imported ({type(exc).__name__}: {exc}); pip install matplotlib"
+    return None
 
 
 def _density_axis(ax: Any, values: np.ndarray, label: str) -> None:
