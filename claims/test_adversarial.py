@@ -14,10 +14,10 @@ import pytest
 from scipy import stats
 
 from toymodel.analysis import adversarial, metrics, select
-from toymodel.claim import Claim, Trained
 from toymodel.experiments import adversarial as ex
 from toymodel.experiments import superposition as sup_ex
 from toymodel.report import figures
+from toymodel.suite.claim import Claim, Trained
 
 pytestmark = pytest.mark.adversarial
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from toymodel.analysis import metrics, select
-from toymodel.claim import Claim, Trained
 from toymodel.experiments import computation as ex
 from toymodel.result import Result
+from toymodel.suite.claim import Claim, Trained
 
 pytestmark = pytest.mark.computation
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from toymodel.analysis import geometry, metrics, select
-from toymodel.claim import Claim, Trained
 from toymodel.experiments import correlated as ex
 from toymodel.report import figures
 from toymodel.result import Result
+from toymodel.suite.claim import Claim, Trained
 
 pytestmark = pytest.mark.correlated
 

@@ -13,11 +13,11 @@ import pytest
 
 from toymodel.analysis import geometry, metrics, select
 from toymodel.analysis.regimes import Regimes, detect_regimes
-from toymodel.claim import Claim, Trained
 from toymodel.experiments import correlated
 from toymodel.experiments import dynamics as ex
 from toymodel.report import figures
 from toymodel.result import Result
+from toymodel.suite.claim import Claim, Trained
 
 pytestmark = pytest.mark.dynamics
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from toymodel.analysis import geometry, metrics
-from toymodel.claim import Claim, Trained
 from toymodel.experiments import geometry as ex
 from toymodel.report import figures
+from toymodel.suite.claim import Claim, Trained
 
 pytestmark = pytest.mark.geometry
 

@@ -27,10 +27,10 @@ import pytest
 from toymodel import theory
 from toymodel.analysis import geometry, metrics, select
 from toymodel.analysis.pentagon import exact_losses, label_restarts
-from toymodel.claim import Claim, Trained
 from toymodel.experiments import nonuniform as ex
 from toymodel.report import figures
 from toymodel.result import Result
+from toymodel.suite.claim import Claim, Trained
 
 pytestmark = pytest.mark.nonuniform
 

@@ -32,12 +32,12 @@ import pytest
 
 from toymodel import theory
 from toymodel.analysis import phasemap, select
-from toymodel.cache import derived, source_hash
-from toymodel.claim import Claim, Trained
 from toymodel.experiments import phase as ex
 from toymodel.report import figures
 from toymodel.result import Result
 from toymodel.spec import Spec
+from toymodel.suite.cache import derived, source_hash
+from toymodel.suite.claim import Claim, Trained
 
 pytestmark = pytest.mark.phase
 

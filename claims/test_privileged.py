@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from toymodel.analysis import metrics, select
-from toymodel.claim import Claim, Trained
 from toymodel.experiments import privileged as ex
+from toymodel.suite.claim import Claim, Trained
 
 pytestmark = pytest.mark.privileged
 

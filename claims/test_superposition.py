@@ -11,10 +11,10 @@ import pytest
 
 from toymodel import models
 from toymodel.analysis import geometry, metrics, select
-from toymodel.claim import Claim, Trained
 from toymodel.experiments import superposition as ex
 from toymodel.report import figures
 from toymodel.result import Result
+from toymodel.suite.claim import Claim, Trained
 
 pytestmark = pytest.mark.superposition
 

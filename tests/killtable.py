@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from toymodel.calibration import parse_seeds, run_claims
+from toymodel.suite.calibration import parse_seeds, run_claims
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

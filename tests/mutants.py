@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from toymodel import implementations
-from toymodel.cache import ResultCache, default_cache_dir, fingerprint
 from toymodel.reference import gradients, training
 from toymodel.result import expected_loss_steps
 from toymodel.spec import FeatureGroup, Spec
+from toymodel.suite import implementations
+from toymodel.suite.cache import ResultCache, default_cache_dir, fingerprint
 
 Raw = dict[str, Any]
 

@@ -13,11 +13,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "toymodel"
 #: layer of every module, lowest first; a module may import only from its own layer or below
 LAYERS: dict[str, tuple[str, ...]] = {
     "contract": ("__init__", "spec", "data", "models", "result"),
-    "implementations": ("reference", "numpy_impl", "plain", "implementations"),
+    "implementations": ("reference", "numpy_impl", "plain"),
     "analysis": ("analysis", "theory", "experiments"),
     "report": ("report",),
-    "engine": ("claim", "baselines", "cache", "executors", "prefetch", "pytest_plugin", "check",
-               "calibration", "verdicts", "docs", "progress"),
+    "engine": ("suite",),
     "command line": ("cli", "__main__"),
 }
 #: the only modules that may import torch at module level (the reference and the notebook loop)

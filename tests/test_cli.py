@@ -15,8 +15,8 @@ import pytest
 from report_kit import fake_report
 
 from toymodel import cli
-from toymodel.progress import TrainingProgress, describe
 from toymodel.spec import Spec, TrainConfig
+from toymodel.suite.progress import TrainingProgress, describe
 
 pytest_plugins = ["pytester"]
 

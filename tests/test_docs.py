@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from toymodel import docs
+from toymodel.suite import docs
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -28,7 +28,7 @@ def test_generated_pages_are_current() -> None:
     for name, text in (("claims.md", docs.claims_page(ROOT)), ("mutants.md", docs.mutants_page(ROOT))):
         path = ROOT / "docs" / name
         assert path.exists() and path.read_text() == text, (
-            f"docs/{name} is out of date: run python -m toymodel.docs"
+            f"docs/{name} is out of date: run python -m toymodel.suite.docs"
         )
 
 

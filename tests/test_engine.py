@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toymodel import implementations
-from toymodel.baselines import BaselineError, BaselineStore
-from toymodel.cache import ResultCache, fingerprint
-from toymodel.claim import Claim, ClaimFailure
 from toymodel.report import jsonable
 from toymodel.result import Result, validate
 from toymodel.spec import Spec, TrainConfig
+from toymodel.suite import implementations
+from toymodel.suite.baselines import BaselineError, BaselineStore
+from toymodel.suite.cache import ResultCache, fingerprint
+from toymodel.suite.claim import Claim, ClaimFailure
 
 SPEC = Spec(model="relu_output", n=3, m=2, importance=[1] * 3, density=[0.5] * 3, eval_samples=64,
             train=TrainConfig(steps=3))
@@ -153,7 +153,7 @@ def test_installed_claims_run_without_a_checkout(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "toymodel.check", "--collect-only", "-q", "-p",
+    proc = subprocess.run([sys.executable, "-m", "toymodel.suite.check", "--collect-only", "-q", "-p",
                            "no:cacheprovider", "--impl", "numpy"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

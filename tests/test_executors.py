@@ -1,6 +1,6 @@
-"""Executors (:mod:`toymodel.executors`) and the discovery pass (:mod:`toymodel.prefetch`): the
-specs a run's claims need, trained before the claims run, in local worker processes or on a Dask
-cluster, with the same results and verdicts as in process.
+"""Executors (:mod:`toymodel.suite.executors`) and the discovery pass
+(:mod:`toymodel.suite.prefetch`): the specs a run's claims need, trained before the claims run, in
+local worker processes or on a Dask cluster, with the same results and verdicts as in process.
 
 Two halves. On a tiny claims file with fake implementations (quick): what the plugin does with an
 executor (progress lines, results read from the cache, a spec the discovery pass cannot know,
@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from toymodel import executors
-from toymodel.executors import ExecutorError, Job, Outcome
-from toymodel.prefetch import discover, placeholder
-from toymodel.progress import BatchProgress
 from toymodel.result import load, validate
 from toymodel.spec import FeatureGroup, Spec, TrainConfig
+from toymodel.suite import executors
+from toymodel.suite.executors import ExecutorError, Job, Outcome
+from toymodel.suite.prefetch import discover, placeholder
+from toymodel.suite.progress import BatchProgress
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]

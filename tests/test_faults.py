@@ -308,7 +308,7 @@ def test_the_default_implementation_is_loaded_only_when_a_test_trains(
 ) -> None:
     """``pytest tests`` loads the plugin too: without a claim that trains, a default implementation
     that cannot be loaded (torch not installed) is no error; with one, the run ends after collection."""
-    import toymodel.implementations as impls
+    import toymodel.suite.implementations as impls
 
     monkeypatch.setitem(impls.REGISTRY, "torch", "nosuchmodule:train")
     suite.run("-k", "closed_form").assert_outcomes(passed=1)

@@ -12,8 +12,8 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from toymodel.claim import Claim
 from toymodel.report import figures
+from toymodel.suite.claim import Claim
 
 RNG = np.random.default_rng(0)
 

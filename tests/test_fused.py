@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 import torch
 
-from toymodel import cache, implementations
 from toymodel import plain as torch_plain
 from toymodel.numpy_impl import training as numpy_training
 from toymodel.reference import dense, pipeline, training
 from toymodel.reference.kernel import builder, fused
 from toymodel.spec import Spec, TrainConfig
+from toymodel.suite import cache, implementations
 
 pytest_plugins = ["pytester"]
 

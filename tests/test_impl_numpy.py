@@ -11,7 +11,6 @@ import pytest
 from scipy import stats
 
 from toymodel import data, models
-from toymodel.implementations import run
 from toymodel.numpy_impl import gradients, training
 from toymodel.numpy_impl.gradients import Trainer, shard_bounds
 from toymodel.numpy_impl.optimiser import AdamW, lr_factor
@@ -19,6 +18,7 @@ from toymodel.numpy_impl.sampling import Sampler
 from toymodel.numpy_impl.training import default_threads, train
 from toymodel.result import Result
 from toymodel.spec import FeatureGroup, Spec, TrainConfig, geometric_importance
+from toymodel.suite.implementations import run
 
 MODELS = ("linear", "relu_output", "relu_hidden", "abs")
 

@@ -276,7 +276,7 @@ def test_numpy_and_torch_batched_products_agree(inst: int, rows: int, k: int, co
 @pytest.mark.parametrize("impl", ["torch", "numpy"])
 def test_shorter_run_is_a_prefix_of_a_longer_one(impl: str) -> None:
     """The dynamics claims read trajectories from runs that differ only in ``steps``."""
-    from toymodel.implementations import run
+    from toymodel.suite.implementations import run
 
     spec = small_spec(train=TrainConfig(steps=60, batch_size=64, lr=1e-2, log_every=20))
     short = run(impl, spec)

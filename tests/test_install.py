@@ -31,7 +31,7 @@ WITHOUT_TORCH = textwrap.dedent("""
         for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
             if info.name not in skip:
                 importlib.import_module(info.name)
-    from toymodel.implementations import ImplementationError, resolve
+    from toymodel.suite.implementations import ImplementationError, resolve
     resolve("numpy")
     for name in ("torch", "torch-plain"):
         try:

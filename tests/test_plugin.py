@@ -175,7 +175,7 @@ def test_baselines_missing_regen_and_drift(suite: pytest.Pytester) -> None:
 
 
 def test_reference_regression_tier(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    import toymodel.implementations as impls
+    import toymodel.suite.implementations as impls
 
     monkeypatch.setitem(impls.REGISTRY, "torch", "fakeimpl:good")
     res = suite.runpytest("-k", "first_feature")

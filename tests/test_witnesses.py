@@ -26,9 +26,9 @@ from witnesses_phase import WITNESSES as PHASE
 from witnesses_privileged import WITNESSES as PRIVILEGED
 from witnesses_superposition import WITNESSES as SUPERPOSITION
 
-from toymodel.cache import DERIVED_ENV
 from toymodel.result import Result
 from toymodel.spec import Spec
+from toymodel.suite.cache import DERIVED_ENV
 
 WITNESSES: list[Witness] = [
     *SUPERPOSITION,

@@ -5,7 +5,7 @@ A :class:`Witness` names a claim test, the key of one of its checks and how to b
 ``trained`` function that serves, for each spec the claim asks for, the reference implementation's
 own result (trained once and cached, as the claims tier does) changed in one way, or a ``patch``
 that breaks a suite function for a theory-tier check. :func:`run_claim` runs the claim test with a
-:class:`toymodel.claim.Claim` that records every failed check instead of stopping at the first, so
+:class:`toymodel.suite.claim.Claim` that records every failed check instead of stopping at the first, so
 a witness shows not only that its check fails but which other checks fail with it: a witness is
 expected to fail its check alone (``also`` lists, with the reason in ``why``, the checks that
 cannot be separated from it), which is how a check that merely restates another is found.
@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from toymodel import implementations
 from toymodel.analysis import select
-from toymodel.cache import ResultCache, default_cache_dir, fingerprint
-from toymodel.claim import Claim
 from toymodel.result import Result
 from toymodel.spec import Spec
+from toymodel.suite import implementations
+from toymodel.suite.cache import ResultCache, default_cache_dir, fingerprint
+from toymodel.suite.claim import Claim
 
 Loader = Callable[[Spec], Result]
 #: serves the result a claim sees for ``spec``, given the reference's own result loader

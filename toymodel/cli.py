@@ -107,11 +107,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_claims(args: list[str], report: Path | None) -> int:
     """The claims under pytest, with the verdict table in its summary."""
-    from . import check
+    from .suite import check
 
     sys.path.insert(0, os.getcwd())  # --impl module:attr from the current folder, as python -m finds it
     extra = ["--claims-report", str(report)] if report is not None else []
-    code = check._pytest([*args, "--claims-table", *extra])
+    code = check.run_pytest([*args, "--claims-table", *extra])
     if report is not None and report.exists():
         beside = report.with_suffix(".json")
         print(f"report: {report}" + (f" (and {beside})" if beside != report else ""))
@@ -120,7 +120,7 @@ def _run_claims(args: list[str], report: Path | None) -> int:
 
 def _check(ns: argparse.Namespace, rest: list[str]) -> int:
     if ns.seeds is not None:
-        from . import check
+        from .suite import check
 
         if ns.workers is not None:
             return _error("-n applies to one seed; with --seeds the runs go in parallel over --jobs")
@@ -128,7 +128,7 @@ def _check(ns: argparse.Namespace, rest: list[str]) -> int:
             return _error("with --seeds the report is the verdict table, as JSON: give --report PATH.json")
         seeds = argparse.Namespace(seeds=ns.seeds, jobs=ns.jobs, impl=ns.impl, k=ns.k, m=ns.m,
                                    claims_report=ns.report, executor=ns.executor, device=ns.device)
-        return check._multi_seed(seeds, rest)
+        return check.run_seeds(seeds, rest)
     args = [*rest]
     chosen = (("--impl", ns.impl), ("-k", ns.k), ("-m", ns.m), ("--executor", ns.executor),
               ("--device", ns.device))
@@ -145,10 +145,10 @@ def _check(ns: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _train(ns: argparse.Namespace) -> int:
-    from .implementations import ImplementationError, TrainingTimeout, resolve, run, selected_name
-    from .progress import Mode, TrainingProgress
     from .result import ContractError, save
     from .spec import Spec, SpecError
+    from .suite.implementations import ImplementationError, TrainingTimeout, resolve, run, selected_name
+    from .suite.progress import Mode, TrainingProgress
 
     try:
         spec = Spec.from_json(Path(ns.spec).read_text())
@@ -190,8 +190,8 @@ def _train(ns: argparse.Namespace) -> int:
 
 
 def _report(ns: argparse.Namespace) -> int:
-    from .pytest_plugin import default_calibration_dir
     from .report import ReportError, load, render_html
+    from .suite.shipped import default_calibration_dir
 
     if ns.from_cache:
         if ns.source is not None:
@@ -222,8 +222,8 @@ def _report(ns: argparse.Namespace) -> int:
 
 
 def _compare(ns: argparse.Namespace) -> int:
-    from .pytest_plugin import default_calibration_dir
     from .report import ReportError, load, render_compare
+    from .suite.shipped import default_calibration_dir
 
     try:
         a, b = load(ns.a), load(ns.b)

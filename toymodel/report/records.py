@@ -32,6 +32,7 @@ __all__ = [
     "number",
     "short",
     "spread_text",
+    "summary",
     "verdict_counts",
     "verdict_lines",
 ]
@@ -220,6 +221,14 @@ def claim_label(record: Mapping[str, Any]) -> str:
     test = str(record.get("test") or "")
     params = test.rsplit("[", 1)[1].rstrip("]") if test.endswith("]") else ""
     return f"{record['claim']} [{params}]" if params else str(record["claim"])
+
+
+def summary(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Verdict -> how many records have it, in the order first met (a report's ``summary``)."""
+    out: dict[str, int] = {}
+    for r in records:
+        out[r["verdict"]] = out.get(r["verdict"], 0) + 1
+    return out
 
 
 def verdict_counts(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, int]]:

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .result import Result, load, save
-from .spec import Spec
+from .. import __version__
+from ..result import Result, load, save
+from ..spec import Spec
 
 __all__ = [
     "CACHE_ENV",
@@ -147,7 +147,7 @@ def _say(line: str) -> None:
 
 
 #: the package's root folder, and the module whose build stands behind the fused kernel's last bits
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]
 KERNEL = PACKAGE / "reference" / "kernel" / "fused.py"
 
 
@@ -217,7 +217,7 @@ def fingerprint(impl: Callable[..., object]) -> str:
     for f in sorted(seen):
         digest.update(f.read_bytes())
     if KERNEL in seen:  # the compiled kernel: its last bits depend on compiler and flags
-        from .reference.kernel import fused
+        from ..reference.kernel import fused
 
         digest.update(json.dumps(fused.build_info(), sort_keys=True).encode())
     return digest.hexdigest()[:10]

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .reference.kernel import fused
+from .. import __version__
+from ..reference.kernel import fused
 
 __all__ = ["BaselineError", "BaselineStore", "provenance"]
 

@@ -1,7 +1,7 @@
 """Where the specs of a run are trained: in this process, in local worker processes, or on a Dask
 ``distributed`` cluster. The claims engine collects every spec the selected claims need, hands
 them to an executor, writes each result to its cache as it comes back, and only then runs the
-claims, which read from the cache (:mod:`toymodel.pytest_plugin`, ``--executor``).
+claims, which read from the cache (:mod:`toymodel.suite.plugin`, ``--executor``).
 
 Executors (``--executor``, else ``$TOYMODEL_EXECUTOR``; :func:`parse`):
 
@@ -25,7 +25,7 @@ imported on that worker (``kind="import"``, naming the worker), a job that the e
 (``kind="lost"``: its worker died too often, or the job could not run there at all).
 
 The result comes back to the client with the worker's code fingerprint
-(:func:`toymodel.cache.fingerprint`) and package version: the client stores it under the key
+(:func:`toymodel.suite.cache.fingerprint`) and package version: the client stores it under the key
 the in-process run would use, ``(spec hash, implementation name, fingerprint, version)``, and a
 worker whose code differs from the client's is reported (its results are then kept under the
 worker's own fingerprint).
@@ -57,11 +57,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import __version__
+from .. import __version__
+from ..result import ContractError, Result
+from ..spec import Spec
 from .cache import fingerprint
 from .implementations import ImplementationError, resolve, run
-from .result import ContractError, Result
-from .spec import Spec
 
 __all__ = ["ENV_VAR", "MAX_DEATHS", "Executor", "ExecutorError", "Outcome", "describe_choices", "parse",
            "train_job"]

@@ -1,5 +1,5 @@
 """Collecting the specs a run's claims need before any claim runs, so that an executor can train
-them all at once (:mod:`toymodel.executors`; the pytest plugin's ``--executor`` and
+them all at once (:mod:`toymodel.suite.executors`; the pytest plugin's ``--executor`` and
 ``--train-only``).
 
 How the specs are found: a discovery pass. Every selected claim test that trains is called once,
@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from ..result import Result, expected_loss_steps
+from ..spec import Spec
 from .claim import Claim
-from .result import Result, expected_loss_steps
-from .spec import Spec
 
 __all__ = ["Discovery", "discover", "placeholder"]
 

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from ..report.figures import figures_unavailable
+from ..report.records import jsonable
+from ..result import Result
+from ..spec import Spec
 from .baselines import BaselineStore
-from .report.figures import figures_unavailable
-from .report.records import jsonable
-from .result import Result
-from .spec import Spec
 
 __all__ = ["Claim", "ClaimFailure", "Trained"]
 

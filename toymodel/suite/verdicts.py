@@ -1,7 +1,7 @@
 """Multi-seed verdicts: every claim at K seeds, passed when it passes at enough of them.
 
 A single run of a claim is a random outcome: a correct implementation fails a fragile claim at
-some seeds. The calibration data (:mod:`toymodel.calibration`) measure each claim's pass rate for
+some seeds. The calibration data (:mod:`toymodel.suite.calibration`) measure each claim's pass rate for
 the bundled correct implementations; this module turns them into a rule for K seeds: a claim's
 verdict is a pass when it passes at no fewer than ``t`` of K seeds, ``t`` chosen as the largest
 number for which a correct implementation, passing each seed with the lower end of the calibrated

@@ -1,4 +1,4 @@
-"""``toymodel-claims`` / ``python -m toymodel.check``: run the installed claims suite.
+"""``toymodel-claims`` / ``python -m toymodel.suite.check``: run the installed claims suite.
 
 Usage::
 
@@ -12,12 +12,12 @@ Every argument is passed to pytest; the claims are collected from the installed 
 checkout is needed, and ``--impl module:attr`` finds modules in the current folder (as
 ``python -m`` does). With ``--seeds K`` (or a list such as ``0-4,9``) the fast tier runs once per
 seed, in parallel over ``--jobs`` processes sharing the result cache, and the table gives per
-claim the passes, the passes it needs (:mod:`toymodel.verdicts`: at most a 1% chance that a correct
-implementation falls short, from the calibrated pass rates) and the verdict. With ``--executor``
-(:mod:`toymodel.executors`) the specs of every seed are first trained through it into the result
-cache (``pytest --train-only --train-seeds``, in this process), and the seeds' runs then read them
-from there; ``--device cuda`` trains every spec on the GPU. Exit status: 0 every claim passed, 1 a
-claim failed, 2 a usage or contract error, 130 interrupted while training.
+claim the passes, the passes it needs (:mod:`toymodel.suite.verdicts`: at most a 1% chance that a
+correct implementation falls short, from the calibrated pass rates) and the verdict. With
+``--executor`` (:mod:`toymodel.suite.executors`) the specs of every seed are first trained through it
+into the result cache (``pytest --train-only --train-seeds``, in this process), and the seeds' runs
+then read them from there; ``--device cuda`` trains every spec on the GPU. Exit status: 0 every claim
+passed, 1 a claim failed, 2 a usage or contract error, 130 interrupted while training.
 
 ``toymodel check`` (:mod:`toymodel.cli`) is the newer name: the same runs, with ``--report PATH``
 (HTML or JSON) and a verdict table at the end of a single-seed run too.
@@ -35,7 +35,8 @@ from pathlib import Path
 __all__ = ["main"]
 
 
-def _pytest(args: list[str]) -> int:
+def run_pytest(args: list[str]) -> int:
+    """The installed claims under pytest with ``args``; pytest's exit status."""
     import pytest
 
     # the console script imports this package before pytest loads its plugin from it; the warning
@@ -45,9 +46,11 @@ def _pytest(args: list[str]) -> int:
     )
 
 
-def _multi_seed(ns: argparse.Namespace, rest: list[str]) -> int:
+def run_seeds(ns: argparse.Namespace, rest: list[str]) -> int:
+    """The fast tier once per seed of ``ns.seeds`` (in parallel over ``ns.jobs``), then the verdict
+    table; the exit status (see the module docstring)."""
     from .calibration import FAST_TIER, parse_seeds, run_claims
-    from .pytest_plugin import shipped_baselines
+    from .shipped import shipped_baselines
     from .verdicts import calibrated_pass_rates, decide, power, threshold
 
     if rest:
@@ -144,14 +147,14 @@ def _train_seeds(impl: str, seeds: list[int], executor: str, select: str | None,
                  device: str | None) -> int:
     """Train the specs of the selected claims at every seed through ``executor`` into the cache
     (``pytest --train-only``, in this process); pytest's exit status."""
-    from .pytest_plugin import shipped_baselines
+    from .shipped import shipped_baselines
 
     sys.path.insert(0, os.getcwd())  # --impl module:attr from the current folder, as the runs find it
     args = ["-p", "no:cacheprovider", "-m", marker, "--impl", impl, "--train-only", "--executor", executor,
             "--train-seeds", ",".join(str(k) for k in seeds), "--baselines-dir", str(shipped_baselines())]
     args += ["-k", select] if select else []
     args += ["--device", device] if device else []
-    return _pytest(args)
+    return run_pytest(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,10 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     ns, rest = parser.parse_known_args(args)
     if ns.seeds is not None:
-        return _multi_seed(ns, rest)
+        return run_seeds(ns, rest)
     # modules named by --impl module:attr are found in the current folder, as with python -m
     sys.path.insert(0, os.getcwd())
-    return _pytest(args)
+    return run_pytest(args)
 
 
 if __name__ == "__main__":

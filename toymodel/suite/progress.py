@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
-from .spec import Spec
+from ..spec import Spec
 
 __all__ = ["BatchProgress", "Mode", "TrainingProgress", "describe", "work"]
 
@@ -173,7 +173,7 @@ class TrainingProgress:
 
 
 class BatchProgress:
-    """Progress of a batch of trainings handed to an executor (:mod:`toymodel.executors`): the
+    """Progress of a batch of trainings handed to an executor (:mod:`toymodel.suite.executors`): the
     same three modes as :class:`TrainingProgress`. ``live``: a bar over the batch (done out of how
     many, elapsed time, time left at the pace so far), with one line above it per finished
     training; ``lines``: only those lines; ``off``: nothing."""

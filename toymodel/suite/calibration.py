@@ -1,7 +1,7 @@
 """Calibration as data: the fast tier run at many seeds for the bundled implementations, every
 check's measured value kept per claim in ``calibration/<claim_id>.json``.
 
-    python -m toymodel.calibration --impl torch,numpy --seeds 0-19 [-k EXPR] [--jobs 2]
+    python -m toymodel.suite.calibration --impl torch,numpy --seeds 0-19 [-k EXPR] [--jobs 2]
     tox -e calibrate -- --seeds 0-19
 
 Each (implementation, seed) run is one ``pytest --pyargs toymodel.claims`` subprocess writing a
@@ -34,7 +34,7 @@ from typing import Any
 
 from scipy import stats
 
-from .pytest_plugin import shipped_baselines
+from .shipped import shipped_baselines
 
 __all__ = ["check_summary", "clopper_pearson", "parse_seeds", "run_claims", "summarise", "update"]
 
@@ -253,7 +253,8 @@ def _done(folder: Path) -> set[tuple[str, str]]:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m toymodel.calibration", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m toymodel.suite.calibration",
+                                 description=__doc__.splitlines()[0])
     ap.add_argument("--impl", default="torch,numpy", help="comma-separated implementations")
     ap.add_argument("--seeds", default="0-4", help="claims seeds, e.g. 0-19 or 0,3,7")
     ap.add_argument("-k", dest="select", default=None, help="claims selection (pytest -k)")

@@ -31,8 +31,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .result import Result, validate
-from .spec import Spec
+from ..result import Result, validate
+from ..spec import Spec
 
 __all__ = ["DEFAULT", "ENV_VAR", "REGISTRY", "Implementation", "ImplementationError", "TrainingTimeout",
            "resolve", "run", "selected_name", "selection_source"]
