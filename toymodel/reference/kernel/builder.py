@@ -65,7 +65,7 @@ class Kernel:
     path: Path
 
     def info(self) -> dict[str, Any]:
-        """The provenance of this build (see :func:`build_info`)."""
+        """The provenance of this build (see :func:`toymodel.reference.kernel.fused.build_info`)."""
         return {"kernel": "fused", "variant": self.variant, "compiler": self.compiler,
                 "compiler_version": self.compiler_version, "flags": " ".join(self.flags)}
 
