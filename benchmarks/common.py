@@ -16,9 +16,16 @@ STEPS = {5: 200, 20: 100, 100: 20, 400: 6}
 
 def spec_for(n: int, m: int, inst: int, density: float, steps: int | None = None) -> Spec:
     """relu_output, importance 0.9^i, one density for every feature, ``inst`` restarts."""
-    return Spec(model="relu_output", n=n, m=m, importance=[0.9**i for i in range(n)], density=[density] * n,
-                restarts=inst, seed=0,
-                train=TrainConfig(steps=steps or STEPS[n], batch_size=BATCH, lr=1e-3, log_every=10))
+    return Spec(
+        model="relu_output",
+        n=n,
+        m=m,
+        importance=[0.9**i for i in range(n)],
+        density=[density] * n,
+        restarts=inst,
+        seed=0,
+        train=TrainConfig(steps=steps or STEPS[n], batch_size=BATCH, lr=1e-3, log_every=10),
+    )
 
 
 def matmul_flops(n: int, m: int, inst: int) -> float:
@@ -48,8 +55,10 @@ def record(kind: str, cfg: tuple[int, int, int], density: float, which: str, sec
 def table() -> str:
     """The ratio table: steps/s of both loops and their ratio, and the share of the mm rate."""
     peak = RATES.get("mm")
-    lines = [f"{'kind':5} {'n/m/inst':>11} {'density':>8} {'plain st/s':>11} {'ref st/s':>10} "
-             f"{'ratio':>7} {'GFLOP/s':>8} {'% of mm':>8}"]
+    lines = [
+        f"{'kind':5} {'n/m/inst':>11} {'density':>8} {'plain st/s':>11} {'ref st/s':>10} "
+        f"{'ratio':>7} {'GFLOP/s':>8} {'% of mm':>8}"
+    ]
     order = sorted(RESULTS.items(), key=lambda kv: (kv[0][0], kv[0][1], -kv[0][4]))
     for (kind, n, m, inst, dens), row in order:
         plain = f"{1 / row.plain:11.1f}" if row.plain else f"{'-':>11}"
@@ -64,9 +73,11 @@ def table() -> str:
         lines.append(f"{kind:5} {cfg:>11} {dens:8.3g} {plain} {fast} {ratio} {gf:>8} {share:>8}")
     for name, rate in RATES.items():
         lines.append(f"fp32 {name} rate: {rate:.1f} GFLOP/s")
-    lines.append("run = whole fit (sampling, step, AdamW, logging); core = the reference's gradient + AdamW "
-                 "step on a fixed batch (no sampling); numpy = the numpy implementation's whole run in "
-                 "shards on the benchmark's threads (ref) against one block on one thread (plain); "
-                 "cuda = the whole fit on the GPU (only when CUDA is present; no % of mm). % of mm = the "
-                 "5 batched products' FLOPs / time / torch.mm rate (dense configurations).")
+    lines.append(
+        "run = whole fit (sampling, step, AdamW, logging); core = the reference's gradient + AdamW "
+        "step on a fixed batch (no sampling); numpy = the numpy implementation's whole run in "
+        "shards on the benchmark's threads (ref) against one block on one thread (plain); "
+        "cuda = the whole fit on the GPU (only when CUDA is present; no % of mm). % of mm = the "
+        "5 batched products' FLOPs / time / torch.mm rate (dense configurations)."
+    )
     return "\n".join(lines)

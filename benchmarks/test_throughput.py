@@ -81,8 +81,9 @@ def test_core(benchmark: Any, cfg: tuple[int, int, int], which: str) -> None:
 
 @pytest.mark.parametrize("which", ["plain", "fast"])
 @pytest.mark.parametrize("cfg", [c for c in CONFIGS if c[0] >= 100], ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
-def test_numpy_shards(benchmark: Any, monkeypatch: pytest.MonkeyPatch, cfg: tuple[int, int, int],
-                      which: str) -> None:
+def test_numpy_shards(
+    benchmark: Any, monkeypatch: pytest.MonkeyPatch, cfg: tuple[int, int, int], which: str
+) -> None:
     """The numpy implementation, dense: its shards on $BENCH_THREADS threads ("fast") against the
     same program as one block on one thread ("plain"), whole runs of 5x the torch runs' steps."""
     steps = 5 * STEPS[cfg[0]]
@@ -91,8 +92,14 @@ def test_numpy_shards(benchmark: Any, monkeypatch: pytest.MonkeyPatch, cfg: tupl
     if which == "plain":
         monkeypatch.setattr(numpy_gradients, "SHARD_ENTRIES", 2**62)
         threads = 1
-    benchmark.pedantic(numpy_training.train, args=(spec,), kwargs={"threads": threads}, rounds=3,
-                       iterations=1, warmup_rounds=1)
+    benchmark.pedantic(
+        numpy_training.train,
+        args=(spec,),
+        kwargs={"threads": threads},
+        rounds=3,
+        iterations=1,
+        warmup_rounds=1,
+    )
     record("numpy", cfg, 1.0, which, benchmark.stats.stats.min / steps)
 
 

@@ -15,8 +15,7 @@ def sparse_inputs(rng: np.random.Generator, n: int, batch: int, density: float) 
     return np.where(rng.random((batch, n)) < density, rng.random((batch, n)), 0.0)
 
 
-@given(st.integers(1, 8), st.integers(1, 8), st.integers(0, 2**32 - 1),
-       st.sampled_from([1.0, 0.3, 0.05]))
+@given(st.integers(1, 8), st.integers(1, 8), st.integers(0, 2**32 - 1), st.sampled_from([1.0, 0.3, 0.05]))
 @settings(max_examples=30, deadline=None)
 def test_ideal_model_has_vulnerability_one(n: int, m: int, seed: int, density: float) -> None:
     rng = np.random.default_rng(seed)
@@ -61,7 +60,8 @@ def test_empty_inputs_are_left_out_and_budget_follows_the_active_ones() -> None:
     x = np.array([[0.8, 0.0], [0.0, 0.6]])
     padded = np.concatenate([x, np.zeros((50, 2))])
     assert adversarial.vulnerability("relu_output", W, b, padded) == adversarial.vulnerability(
-        "relu_output", W, b, x)
+        "relu_output", W, b, x
+    )
     assert adversarial.attack_budget(x) == pytest.approx(0.1 * 0.7)
 
 
@@ -76,7 +76,8 @@ def test_vulnerability_ignores_feature_order_and_hidden_rotations(n: int, m: int
     q, _ = np.linalg.qr(rng.normal(size=(m, m)))
     v = adversarial.vulnerability("relu_output", W, b, x)
     assert adversarial.vulnerability("relu_output", (q @ W)[:, perm], b[perm], x[:, perm]) == pytest.approx(
-        v, rel=1e-9)
+        v, rel=1e-9
+    )
 
 
 def test_unattackable_model_and_bad_arguments() -> None:

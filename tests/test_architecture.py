@@ -84,8 +84,11 @@ def _imports(module: str) -> list[tuple[str, int, list[tuple[str, str]]]]:
             else:  # ``from . import x``: x is a module (or a name of the package's __init__)
                 found.extend((".".join([*base, name]), node.lineno, [(name, local)]) for name, local in names)
         elif isinstance(node, ast.Import):
-            found.extend((a.name.removeprefix("toymodel."), node.lineno, []) for a in node.names
-                         if a.name.startswith("toymodel."))
+            found.extend(
+                (a.name.removeprefix("toymodel."), node.lineno, [])
+                for a in node.names
+                if a.name.startswith("toymodel.")
+            )
     return found
 
 
@@ -115,8 +118,9 @@ def test_every_module_has_a_layer() -> None:
 
 def test_the_layers_point_down() -> None:
     order = list(LAYERS)
-    upward = {layer: sorted(t for t in MAY_IMPORT[layer] if order.index(t) >= order.index(layer))
-              for layer in order}
+    upward = {
+        layer: sorted(t for t in MAY_IMPORT[layer] if order.index(t) >= order.index(layer)) for layer in order
+    }
     assert not any(upward.values()), f"MAY_IMPORT names a layer that is not below: {upward}"
 
 
@@ -147,8 +151,10 @@ def test_imports_go_where_the_layers_allow(module: str) -> None:
 
 
 def test_no_import_cycles() -> None:
-    graph = {m: {t for target, _, _ in _imports(m) if (t := _module_named(target)) not in (None, m)}
-             for m in _modules()}
+    graph = {
+        m: {t for target, _, _ in _imports(m) if (t := _module_named(target)) not in (None, m)}
+        for m in _modules()
+    }
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -190,10 +196,14 @@ def test_no_private_names_of_other_modules(module: str) -> None:
                 taken.append(f"{full} (line {line})")
             elif (m := _module_named(full)) is not None and m.removesuffix(".__init__") == full:
                 modules[local] = full  # a module of the package, by the name this one calls it
-    taken += [f"{modules[node.value.id]}.{node.attr} (line {node.lineno})"
-              for node in ast.walk(ast.parse(_modules()[module].read_text()))
-              if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-              and node.value.id in modules and _is_private(node.attr)]
+    taken += [
+        f"{modules[node.value.id]}.{node.attr} (line {node.lineno})"
+        for node in ast.walk(ast.parse(_modules()[module].read_text()))
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in modules
+        and _is_private(node.attr)
+    ]
     assert not taken, f"{module} uses private names of other modules: {taken}"
 
 

@@ -62,8 +62,15 @@ def test_anticorrelated_sets_have_one_member_active() -> None:
 
 
 def test_eval_sample_is_fixed_chunked_and_per_setting() -> None:
-    spec = Spec(model="relu_output", n=3, m=2, importance=[1.0] * 3, density=[[0.5] * 3, [0.1] * 3],
-                eval_samples=EVAL_CHUNK + 100, seed=4)
+    spec = Spec(
+        model="relu_output",
+        n=3,
+        m=2,
+        importance=[1.0] * 3,
+        density=[[0.5] * 3, [0.1] * 3],
+        eval_samples=EVAL_CHUNK + 100,
+        seed=4,
+    )
     a, b = eval_batch(spec, 0), eval_batch(spec, 0)
     assert a.shape == (EVAL_CHUNK + 100, 3) and np.array_equal(a, b)
     assert [c.shape[0] for c in eval_chunks(spec, 1)] == [EVAL_CHUNK, 100]

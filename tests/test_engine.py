@@ -17,14 +17,30 @@ from toymodel.suite.baselines import BaselineError, BaselineStore
 from toymodel.suite.cache import ResultCache, fingerprint
 from toymodel.suite.claim import Claim, ClaimFailure
 
-SPEC = Spec(model="relu_output", n=3, m=2, importance=[1] * 3, density=[0.5] * 3, eval_samples=64,
-            train=TrainConfig(steps=3))
+SPEC = Spec(
+    model="relu_output",
+    n=3,
+    m=2,
+    importance=[1] * 3,
+    density=[0.5] * 3,
+    eval_samples=64,
+    train=TrainConfig(steps=3),
+)
 
 
 def fake_train(spec: Spec) -> Result:
     i = spec.instances
-    return validate({"W": np.ones((i, spec.m, spec.n)), "b": np.zeros((i, spec.n)), "loss_steps": [3.0],
-                     "loss_curve": np.ones((i, 1)), "eval_loss": np.ones(i)}, spec, "fake")
+    return validate(
+        {
+            "W": np.ones((i, spec.m, spec.n)),
+            "b": np.zeros((i, spec.n)),
+            "loss_steps": [3.0],
+            "loss_curve": np.ones((i, 1)),
+            "eval_loss": np.ones(i),
+        },
+        spec,
+        "fake",
+    )
 
 
 def test_registry_resolves_names_and_module_attr(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,8 +133,11 @@ def test_baseline_store(tmp_path: Path) -> None:
 def test_claim_check_message_and_record() -> None:
     c = Claim(id="some_claim", implementation="numpy", seed=2)
     c.check("ok", True, what="ok", measured=1.0, bound="> 0")
-    with pytest.raises(ClaimFailure, match=r"\[some_claim\] count: measured \[1, 2\], expected 3 "
-                                           r"\(implementation 'numpy', claims seed 2\)") as info:
+    with pytest.raises(
+        ClaimFailure,
+        match=r"\[some_claim\] count: measured \[1, 2\], expected 3 "
+        r"\(implementation 'numpy', claims seed 2\)",
+    ) as info:
         c.check("count", False, what="count", measured=np.array([1, 2]), bound=3)
     assert info.value.key == "count"
     with pytest.raises(ValueError, match="snake_case"):
@@ -135,7 +154,9 @@ def test_claim_check_message_and_record() -> None:
     assert collecting.failed_keys == {"a", "c"}
     assert d["values"] == {"x": 0.5, "regression:y": 1.0}
     assert jsonable({"a": np.array([np.inf, 1.0]), "b": (np.int64(3), np.bool_(True))}) == {
-        "a": ["inf", 1.0], "b": [3, True]}
+        "a": ["inf", 1.0],
+        "b": [3, True],
+    }
 
 
 def test_claim_figure_is_written_only_with_a_report(tmp_path: Path) -> None:
@@ -153,9 +174,23 @@ def test_installed_claims_run_without_a_checkout(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "toymodel.suite.check", "--collect-only", "-q", "-p",
-                           "no:cacheprovider", "--impl", "numpy"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "toymodel.suite.check",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--impl",
+            "numpy",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "test_superposition.py::test_linear_top_m" in proc.stdout
     from importlib import resources

@@ -143,13 +143,16 @@ def _verdicts(path: Path) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------
 # the parts on their own
 # ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("text", "kind", "named"), [
-    ("inprocess", executors.InProcess, "inprocess"),
-    ("processes:3", executors.Processes, "processes:3"),
-    ("dask-local:2", executors.Dask, "dask-local:2"),
-    ("dask://10.0.0.5:8786", executors.Dask, "dask://10.0.0.5:8786"),
-    ("tcp://10.0.0.5:8786", executors.Dask, "dask://10.0.0.5:8786"),
-])
+@pytest.mark.parametrize(
+    ("text", "kind", "named"),
+    [
+        ("inprocess", executors.InProcess, "inprocess"),
+        ("processes:3", executors.Processes, "processes:3"),
+        ("dask-local:2", executors.Dask, "dask-local:2"),
+        ("dask://10.0.0.5:8786", executors.Dask, "dask://10.0.0.5:8786"),
+        ("tcp://10.0.0.5:8786", executors.Dask, "dask://10.0.0.5:8786"),
+    ],
+)
 def test_executors_by_name(text: str, kind: type, named: str) -> None:
     executor = executors.parse(text, threads=2)
     assert isinstance(executor, kind) and executor.text == named
@@ -157,12 +160,15 @@ def test_executors_by_name(text: str, kind: type, named: str) -> None:
     assert executors.parse("processes").text == f"processes:{os.cpu_count() or 1}"
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("threads", "unknown executor; use inprocess, processes[:N], dask-local[:N] or dask://HOST:PORT"),
-    ("processes:0", "'0' is not a number of workers"),
-    ("dask-local:two", "'two' is not a number of workers"),
-    ("dask://", "unknown executor"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("threads", "unknown executor; use inprocess, processes[:N], dask-local[:N] or dask://HOST:PORT"),
+        ("processes:0", "'0' is not a number of workers"),
+        ("dask-local:two", "'two' is not a number of workers"),
+        ("dask://", "unknown executor"),
+    ],
+)
 def test_a_bad_executor_is_one_line(text: str, message: str) -> None:
     with pytest.raises(ExecutorError, match=message.replace("[", r"\[").replace("]", r"\]")):
         executors.parse(text)
@@ -170,8 +176,16 @@ def test_a_bad_executor_is_one_line(text: str, message: str) -> None:
 
 @pytest.mark.parametrize("model", ["linear", "relu_output", "relu_hidden", "abs"])
 def test_the_placeholder_has_the_contracts_shapes(model: str) -> None:
-    spec = Spec(model=model, n=5, m=2, importance=[1] * 5, density=[[1.0] * 5, [0.1] * 5], restarts=3,  # type: ignore[arg-type]
-                eval_samples=64, train=TrainConfig(steps=25, log_every=10))
+    spec = Spec(
+        model=model,  # type: ignore[arg-type]
+        n=5,
+        m=2,
+        importance=[1] * 5,
+        density=[[1.0] * 5, [0.1] * 5],
+        restarts=3,
+        eval_samples=64,
+        train=TrainConfig(steps=25, log_every=10),
+    )
     p = placeholder(spec)
     fields = {"W": p.W, "b": p.b, "loss_steps": p.loss_steps, "loss_curve": p.loss_curve, "W2": p.W2}
     again = validate(fields, spec, "placeholder")
@@ -185,8 +199,15 @@ def test_a_job_never_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(sys.modules, "jobimpl", None)  # recorded, so that monkeypatch restores it
     del sys.modules["jobimpl"]
-    spec = Spec(model="relu_output", n=4, m=2, importance=[1] * 4, density=[0.5] * 4, eval_samples=64,
-                train=TrainConfig(steps=5))
+    spec = Spec(
+        model="relu_output",
+        n=4,
+        m=2,
+        importance=[1] * 4,
+        density=[0.5] * 4,
+        eval_samples=64,
+        train=TrainConfig(steps=5),
+    )
     ok = executors.train_job("jobimpl:good", spec.replace(n=3, importance=[1] * 3, density=[0.5] * 3))
     assert ok.kind == "ok" and ok.result is not None and ok.code and str(os.getpid()) in ok.worker
     bad = executors.train_job("jobimpl:raises_on_n4", spec)
@@ -218,14 +239,16 @@ def test_worker_processes_give_the_in_process_results_and_verdicts(suite: Suite)
     here.assert_outcomes(passed=4)
     res = suite.run("--impl", "fakeimpl:good", "--executor", "processes:2", "--claims-report", "there.json")
     res.assert_outcomes(passed=4)
-    res.stdout.fnmatch_lines([
-        "toymodel: executor = processes:2, 1 thread(s) per training",
-        "toymodel: the claims ask for 2 spec(s) (found in * s); 0 cached, 2 to train on processes:2",
-        "toymodel: trained 'tiny*' (1 instances × 5 steps) on * process * in * s [[]1 of 2]",
-        "toymodel: 2 of 2 spec(s) trained on processes:2 in * s",
-        "toymodel: 1 spec(s) the discovery pass did not find were trained in process when their claims "
-        "asked: follow-up",
-    ])
+    res.stdout.fnmatch_lines(
+        [
+            "toymodel: executor = processes:2, 1 thread(s) per training",
+            "toymodel: the claims ask for 2 spec(s) (found in * s); 0 cached, 2 to train on processes:2",
+            "toymodel: trained 'tiny*' (1 instances × 5 steps) on * process * in * s [[]1 of 2]",
+            "toymodel: 2 of 2 spec(s) trained on processes:2 in * s",
+            "toymodel: 1 spec(s) the discovery pass did not find were trained in process when their claims "
+            "asked: follow-up",
+        ]
+    )
     assert _verdicts(suite.path / "here.json") == _verdicts(suite.path / "there.json")
     here_results, there_results = suite.results("here"), suite.results()
     assert sorted(here_results) == sorted(there_results) and len(there_results) == 3
@@ -242,38 +265,54 @@ def test_worker_processes_give_the_in_process_results_and_verdicts(suite: Suite)
 def test_a_failing_training_is_said_once_and_not_retrained(suite: Suite) -> None:
     res = suite.run("--impl", "fakeimpl:raises_on_n4", "--executor", "processes:2")
     res.assert_outcomes(passed=3, failed=1)
-    res.stdout.fnmatch_lines([
-        "toymodel: FAILED 'tiny-n4': implementation 'fakeimpl:raises_on_n4' raised ValueError on spec * "
-        "(tiny-n4): no n=4 here [[]* of 2]",
-        "toymodel: 1 of 2 spec(s) trained on processes:2 in * s; 1 failed (their claims fail with its error)",
-        "test_claims.py::test_two_specs: implementation 'fakeimpl:raises_on_n4' raised ValueError on spec * "
-        "(tiny-n4): no n=4 here",
-    ])
+    res.stdout.fnmatch_lines(
+        [
+            "toymodel: FAILED 'tiny-n4': implementation 'fakeimpl:raises_on_n4' raised ValueError on spec * "
+            "(tiny-n4): no n=4 here [[]* of 2]",
+            "toymodel: 1 of 2 spec(s) trained on processes:2 in * s; 1 "
+            "failed (their claims fail with its error)",
+            "test_claims.py::test_two_specs: implementation 'fakeimpl:raises_on_n4' "
+            "raised ValueError on spec * "
+            "(tiny-n4): no n=4 here",
+        ]
+    )
     assert [t[0] for t in suite.trainings()].count("tiny-n4") == 1
 
 
 def test_an_implementation_missing_on_a_worker_is_one_line_naming_it(suite: Suite) -> None:
     res = suite.run("--impl", "clientonly:train", "--executor", "processes:1")
     res.assert_outcomes(passed=1, failed=3)  # the theory test, and the follow-up never asked for
-    res.stdout.fnmatch_lines([
-        "test_claims.py::test_first_feature: implementation 'clientonly:train': cannot import 'clientonly': "
-        "ImportError: clientonly is not installed on this worker (on worker * process *)",
-    ])
+    res.stdout.fnmatch_lines(
+        [
+            "test_claims.py::test_first_feature: implementation "
+            "'clientonly:train': cannot import 'clientonly': "
+            "ImportError: clientonly is not installed on this worker (on worker * process *)",
+        ]
+    )
     assert not suite.trainings()
 
 
 def test_train_only_at_several_seeds_then_the_claims_read_the_cache(suite: Suite) -> None:
-    res = suite.run("--impl", "fakeimpl:good", "--executor", "processes:2", "--train-only", "--train-seeds",
-                    "0-1")
+    res = suite.run(
+        "--impl", "fakeimpl:good", "--executor", "processes:2", "--train-only", "--train-seeds", "0-1"
+    )
     assert res.ret == 0
-    res.stdout.fnmatch_lines([
-        "toymodel: executor = processes:2, 1 thread(s) per training (--train-only: no claim is checked)",
-        "toymodel: the claims ask for 4 spec(s) at claims seeds 0-1 (found in * s); 0 cached, 4 to train *",
-    ])
-    assert sorted((t[0], t[1]) for t in suite.trainings()) == [("tiny", "0"), ("tiny", "1"), ("tiny-n4", "0"),
-                                                                ("tiny-n4", "1")]
-    suite.run("--impl", "fakeimpl:good", "--claims-seed", "1", "--cache-only").assert_outcomes(passed=3,
-                                                                                              skipped=1)
+    res.stdout.fnmatch_lines(
+        [
+            "toymodel: executor = processes:2, 1 thread(s) per training (--train-only: no claim is checked)",
+            "toymodel: the claims ask for 4 spec(s) at claims seeds 0-1 "
+            "(found in * s); 0 cached, 4 to train *",
+        ]
+    )
+    assert sorted((t[0], t[1]) for t in suite.trainings()) == [
+        ("tiny", "0"),
+        ("tiny", "1"),
+        ("tiny-n4", "0"),
+        ("tiny-n4", "1"),
+    ]
+    suite.run("--impl", "fakeimpl:good", "--claims-seed", "1", "--cache-only").assert_outcomes(
+        passed=3, skipped=1
+    )
     assert len(suite.trainings()) == 4
     # --train-only alone trains in process
     res = suite.run("--impl", "fakeimpl:good", "--train-only", "--claims-seed", "2")
@@ -282,10 +321,21 @@ def test_train_only_at_several_seeds_then_the_claims_read_the_cache(suite: Suite
 
 def test_ctrl_c_cancels_the_rest_and_keeps_what_came_back(suite: Suite) -> None:
     env = {**os.environ, "FAKE_SLOW_S": "120", "TOYMODEL_CACHE_DIR": str(suite.cache)}
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--impl", "fakeimpl:good", "--executor",
-           "processes:2", "test_claims.py"]
-    proc = subprocess.Popen(cmd, cwd=suite.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--impl",
+        "fakeimpl:good",
+        "--executor",
+        "processes:2",
+        "test_claims.py",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=suite.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         deadline = time.monotonic() + 120
         while not list(suite.cache.glob("*.npz")) and time.monotonic() < deadline and proc.poll() is None:
@@ -299,24 +349,44 @@ def test_ctrl_c_cancels_the_rest_and_keeps_what_came_back(suite: Suite) -> None:
         proc.kill()
     assert time.monotonic() - stopped < 30  # the sleeping worker was stopped, not waited for
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
-    assert ("toymodel: interrupted; the 1 result(s) trained in this run are kept in the cache "
-            f"{suite.cache}, and a rerun reuses them") in out
+    assert (
+        "toymodel: interrupted; the 1 result(s) trained in this run are kept in the cache "
+        f"{suite.cache}, and a rerun reuses them"
+    ) in out
     assert [r.spec.name for r in suite.results().values()] == ["tiny"]
 
 
-@pytest.mark.parametrize(("args", "line"), [
-    (["--executor", "threads"], "toymodel: --executor threads: unknown executor; use inprocess, *"),
-    (["--executor", "processes:2", "-n", "2"],
-     "toymodel: --executor processes:2 trains every spec before the claims run and -n (pytest-xdist) runs *"),
-    (["--executor", "processes:2", "--cache-only"],
-     "toymodel: --executor processes:2 trains the claims' specs and --cache-only trains nothing: give *"),
-    (["--train-seeds", "0-3"], "toymodel: --train-seeds says which claims seeds --train-only trains for: *"),
-    (["--train-only", "--train-seeds", "3-x"], "toymodel: --train-seeds 3-x: give claims seeds from 0 to *"),
-    (["--executor", "processes", "--worker-threads", "0"],
-     "toymodel: --worker-threads 0: must be an integer *"),
-])
-def test_executor_options_that_cannot_work_end_the_run_at_its_start(suite: Suite, args: list[str],
-                                                                    line: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--executor", "threads"], "toymodel: --executor threads: unknown executor; use inprocess, *"),
+        (
+            ["--executor", "processes:2", "-n", "2"],
+            "toymodel: --executor processes:2 trains every spec before the "
+            "claims run and -n (pytest-xdist) runs *",
+        ),
+        (
+            ["--executor", "processes:2", "--cache-only"],
+            "toymodel: --executor processes:2 trains the claims' specs "
+            "and --cache-only trains nothing: give *",
+        ),
+        (
+            ["--train-seeds", "0-3"],
+            "toymodel: --train-seeds says which claims seeds --train-only trains for: *",
+        ),
+        (
+            ["--train-only", "--train-seeds", "3-x"],
+            "toymodel: --train-seeds 3-x: give claims seeds from 0 to *",
+        ),
+        (
+            ["--executor", "processes", "--worker-threads", "0"],
+            "toymodel: --worker-threads 0: must be an integer *",
+        ),
+    ],
+)
+def test_executor_options_that_cannot_work_end_the_run_at_its_start(
+    suite: Suite, args: list[str], line: str
+) -> None:
     res = suite.run("--impl", "fakeimpl:good", *args)
     assert res.ret == 2
     res.stderr.fnmatch_lines([f"Exit: {line}"])
@@ -340,13 +410,22 @@ def test_device_trains_every_spec_there_with_its_own_cache_key(suite: Suite) -> 
     assert [t[2] for t in suite.trainings()][-1] == "cpu"  # another spec: trained again
 
 
-def test_a_killed_worker_process_has_its_job_run_again(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_killed_worker_process_has_its_job_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "fakeimpl.py").write_text(FAKE_IMPL)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("FAKE_SLOW_S", "1.5")
-    base = Spec(model="relu_output", n=4, m=2, importance=[1] * 4, density=[0.5] * 4, eval_samples=64,
-                train=TrainConfig(steps=5), name="slow")
+    base = Spec(
+        model="relu_output",
+        n=4,
+        m=2,
+        importance=[1] * 4,
+        density=[0.5] * 4,
+        eval_samples=64,
+        train=TrainConfig(steps=5),
+        name="slow",
+    )
     specs = [base.replace(seed=k) for k in range(3)]
     log = tmp_path / "trainings.log"
 
@@ -376,8 +455,14 @@ REAL_CLAIMS = "abs_value_basic or intro_pentagon or (antipodal_first and n5m2)"
 def cluster() -> Iterator[Any]:
     """Two single-threaded worker processes, as ``--executor dask-local:2`` starts them."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  silence_logs=40, env={"OMP_NUM_THREADS": "1"}) as lc:
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=40,
+        env={"OMP_NUM_THREADS": "1"},
+    ) as lc:
         yield lc
 
 
@@ -386,10 +471,32 @@ def _claims_run(tmp: Path, cache: str, *args: str) -> tuple[subprocess.Completed
     for var in ("TOYMODEL_IMPL", "TOYMODEL_EXECUTOR", "TOYMODEL_DEVICE", "PYTEST_ADDOPTS"):
         env.pop(var, None)
     report = tmp / f"{cache}.json"
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "claims"), "-p", "no:cacheprovider",
-                           "-m", "not slow and not theory", "-k", REAL_CLAIMS, "--impl", "torch",
-                           "--baselines-dir", str(ROOT / "baselines"), "--claims-report", str(report), *args],
-                          cwd=tmp, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "claims"),
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "not slow and not theory",
+            "-k",
+            REAL_CLAIMS,
+            "--impl",
+            "torch",
+            "--baselines-dir",
+            str(ROOT / "baselines"),
+            "--claims-report",
+            str(report),
+            *args,
+        ],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert report.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc, _verdicts(report)
 
@@ -408,7 +515,8 @@ def _same_bits(a: Any, b: Any) -> bool:
 
 
 def test_a_dask_cluster_gives_the_in_process_bits_and_verdicts(
-        cluster: Any, in_process: tuple[Path, dict[str, str]]) -> None:
+    cluster: Any, in_process: tuple[Path, dict[str, str]]
+) -> None:
     tmp, here = in_process
     address = cluster.scheduler_address.split("://")[1]
     proc, there = _claims_run(tmp, "there", "--executor", f"dask://{address}")
@@ -463,13 +571,19 @@ def test_the_discovery_pass_asks_each_claim_for_its_specs(pytester: pytest.Pytes
     """Every training claim of a few sections is called and asks for at least one spec; the
     correlated claims each ask for their control too (the whole fast tier was checked against a
     normal run: every test asked for exactly the specs it trains, 26 in all)."""
-    items, _ = pytester.inline_genitems(str(ROOT / "claims" / "test_correlated.py"),
-                                        str(ROOT / "claims" / "test_superposition.py"), "-m", "not slow",
-                                        "-p", "no:cacheprovider")
+    items, _ = pytester.inline_genitems(
+        str(ROOT / "claims" / "test_correlated.py"),
+        str(ROOT / "claims" / "test_superposition.py"),
+        "-m",
+        "not slow",
+        "-p",
+        "no:cacheprovider",
+    )
     found = discover([i for i in items if "slow" not in i.keywords], impl_name="torch", seed=0)
     assert not found.not_called
-    trains = {i.nodeid for i in items
-              if "trained" in getattr(i, "fixturenames", ()) and "slow" not in i.keywords}
+    trains = {
+        i.nodeid for i in items if "trained" in getattr(i, "fixturenames", ()) and "slow" not in i.keywords
+    }
     assert set(found.per_test) == trains and all(found.per_test[t] for t in trains)
     correlated = [t for t in trains if "test_correlated" in t]
     assert len(correlated) == 5 and all(len(found.per_test[t]) == 2 for t in correlated)
@@ -482,8 +596,17 @@ def test_the_reference_trains_on_cuda_through_an_executor() -> None:
 
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    spec = Spec(model="relu_output", n=6, m=2, importance=[1] * 6, density=[0.1] * 6, restarts=8,
-                groups=(FeatureGroup("correlated", (0, 1)),), eval_samples=1024, train=TrainConfig(steps=300))
+    spec = Spec(
+        model="relu_output",
+        n=6,
+        m=2,
+        importance=[1] * 6,
+        density=[0.1] * 6,
+        restarts=8,
+        groups=(FeatureGroup("correlated", (0, 1)),),
+        eval_samples=1024,
+        train=TrainConfig(steps=300),
+    )
     out = executors.train_job("torch", spec.replace(device="cuda"))
     assert out.kind == "ok" and out.result is not None, out.error
     assert out.result.meta.get("device") == "cuda" and out.result.spec.device == "cuda"

@@ -35,7 +35,7 @@ from toymodel.spec import FeatureGroup, Spec, SpecError, TrainConfig
 
 pytest_plugins = ["pytester"]
 
-FAKE_IMPL = '''
+FAKE_IMPL = """
 import os, sys, time
 import numpy as np
 
@@ -96,9 +96,9 @@ def stray_w2(spec):
     return {**good(spec), "W2": np.zeros((spec.instances, spec.n, spec.m))}
 
 not_callable = 3
-'''
+"""
 
-CLAIMS = '''
+CLAIMS = """
 import pytest
 from toymodel.analysis import metrics
 from toymodel.spec import Spec, TrainConfig
@@ -117,10 +117,14 @@ def test_shares_the_training(trained, claim):
 @pytest.mark.theory
 def test_closed_form(claim):
     claim.check("identity", 1 + 1 == 2, what="1 + 1", measured=2, bound=2)
-'''
+"""
 
-BASELINE = {"claim": "first_feature", "values": {"norm0": 1.0}, "specs": {"norm0": ["0123456789abcdef"]},
-            "provenance": {"seed": 0}}
+BASELINE = {
+    "claim": "first_feature",
+    "values": {"norm0": 1.0},
+    "specs": {"norm0": ["0123456789abcdef"]},
+    "provenance": {"seed": 0},
+}
 
 
 class Suite:
@@ -143,8 +147,13 @@ class Suite:
     def files(self) -> dict[str, bytes]:
         """Every file of the cache and the baselines, with its bytes (not the cache's lock files:
         empty, made by any run that trains)."""
-        return {str(p): p.read_bytes() for folder in (self.cache, self.baselines) if folder.is_dir()
-                for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix != ".lock"}
+        return {
+            str(p): p.read_bytes()
+            for folder in (self.cache, self.baselines)
+            if folder.is_dir()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix != ".lock"
+        }
 
     def trainings(self) -> int:
         log = self.path / "trainings.log"
@@ -155,11 +164,15 @@ class Suite:
 
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory,
-          monkeypatch: pytest.MonkeyPatch) -> Suite:
-    pytester.makepyfile(fakeimpl=FAKE_IMPL, test_claims=CLAIMS,
-                        broken_import="raise RuntimeError('my module is broken')\n",
-                        exits_on_import="import sys\nsys.exit(3)\n")
+def suite(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Suite:
+    pytester.makepyfile(
+        fakeimpl=FAKE_IMPL,
+        test_claims=CLAIMS,
+        broken_import="raise RuntimeError('my module is broken')\n",
+        exits_on_import="import sys\nsys.exit(3)\n",
+    )
     pytester.makeini("[pytest]\nfilterwarnings = error\n")  # as the project runs: a warning fails
     pytester.syspathinsert()
     (pytester.path / "baselines").mkdir()
@@ -188,47 +201,83 @@ def only_line(res: pytest.RunResult) -> str:
 
 
 # ----- options and settings: one line, exit status 2, before any test --------------------------
-@pytest.mark.parametrize(("args", "line"), [
-    (["--impl", "numpy_typo"],
-     "--impl numpy_typo: unknown implementation 'numpy_typo' (did you mean 'numpy'?): use one of "
-     "['numpy', 'torch', 'torch-plain'] or 'module:attr'"),
-    (["--impl", "fakeimpl:missing"], "--impl fakeimpl:missing: 'fakeimpl' has no attribute 'missing'"),
-    (["--impl", "fakeimpl:not_callable"],
-     "--impl fakeimpl:not_callable: 'fakeimpl:not_callable' is not callable (type int)"),
-    (["--impl", "nosuchmodule:train"],
-     "--impl nosuchmodule:train: cannot import 'nosuchmodule': ModuleNotFoundError: No module named "
-     "'nosuchmodule'"),
-    (["--impl", "broken_import:train"],
-     "--impl broken_import:train: cannot import 'broken_import': RuntimeError: my module is broken"),
-    (["--impl", "exits_on_import:train"],
-     "--impl exits_on_import:train: cannot import 'exits_on_import': called sys.exit(3)"),
-    (["--claims-seed", "-1"],
-     "--claims-seed -1: must be an integer from 0 to 2147483647 (the base seed added to every claim's "
-     "spec seeds)"),
-    (["--claims-seed", "1.5"],
-     "--claims-seed 1.5: must be an integer from 0 to 2147483647 (the base seed added to every claim's "
-     "spec seeds)"),
-    (["--claims-seed", str(2**31)],
-     "--claims-seed 2147483648: must be an integer from 0 to 2147483647 (the base seed added to every "
-     "claim's spec seeds)"),
-    (["--train-timeout", "-5"], "--train-timeout -5: must be a number of seconds >= 0 (0: no limit)"),
-    (["--train-timeout", "nan"], "--train-timeout nan: must be a number of seconds >= 0 (0: no limit)"),
-    (["--xfails-file", "absent.txt"], "--xfails-file absent.txt: cannot read it (No such file or directory)"),
-    (["--xfails-file", "baselines"], "--xfails-file baselines: cannot read it (Is a directory)"),
-    (["--claims-report", "baselines"],
-     "--claims-report baselines: is a folder; give a file name, e.g. baselines/report.json"),
-    (["--claims-report", "/proc/x/report.json"],
-     "--claims-report /proc/x/report.json: its folder cannot be created (No such file or directory)"),
-    (["--baselines-dir", "absent"], "--baselines-dir absent: no such folder (--regen-baselines creates it)"),
-    (["--impl", "fakeimpl:good", "--regen-baselines"],
-     "--regen-baselines rewrites the reference implementation's own numbers ('torch', claims seed 0), "
-     "and this run tests implementation 'fakeimpl:good' (--impl fakeimpl:good): nothing would be "
-     "written; drop --regen-baselines, or regenerate with the reference at seed 0"),
-    (["--claims-seed", "2", "--regen-baselines"],
-     "--regen-baselines rewrites the reference implementation's own numbers ('torch', claims seed 0), "
-     "and --claims-seed is 2: nothing would be written; drop --regen-baselines, or regenerate with the "
-     "reference at seed 0"),
-], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--impl", "numpy_typo"],
+            "--impl numpy_typo: unknown implementation 'numpy_typo' (did you mean 'numpy'?): use one of "
+            "['numpy', 'torch', 'torch-plain'] or 'module:attr'",
+        ),
+        (["--impl", "fakeimpl:missing"], "--impl fakeimpl:missing: 'fakeimpl' has no attribute 'missing'"),
+        (
+            ["--impl", "fakeimpl:not_callable"],
+            "--impl fakeimpl:not_callable: 'fakeimpl:not_callable' is not callable (type int)",
+        ),
+        (
+            ["--impl", "nosuchmodule:train"],
+            "--impl nosuchmodule:train: cannot import 'nosuchmodule': ModuleNotFoundError: No module named "
+            "'nosuchmodule'",
+        ),
+        (
+            ["--impl", "broken_import:train"],
+            "--impl broken_import:train: cannot import 'broken_import': RuntimeError: my module is broken",
+        ),
+        (
+            ["--impl", "exits_on_import:train"],
+            "--impl exits_on_import:train: cannot import 'exits_on_import': called sys.exit(3)",
+        ),
+        (
+            ["--claims-seed", "-1"],
+            "--claims-seed -1: must be an integer from 0 to 2147483647 (the base seed added to every claim's "
+            "spec seeds)",
+        ),
+        (
+            ["--claims-seed", "1.5"],
+            "--claims-seed 1.5: must be an integer from 0 to 2147483647 "
+            "(the base seed added to every claim's "
+            "spec seeds)",
+        ),
+        (
+            ["--claims-seed", str(2**31)],
+            "--claims-seed 2147483648: must be an integer from 0 to 2147483647 (the base seed added to every "
+            "claim's spec seeds)",
+        ),
+        (["--train-timeout", "-5"], "--train-timeout -5: must be a number of seconds >= 0 (0: no limit)"),
+        (["--train-timeout", "nan"], "--train-timeout nan: must be a number of seconds >= 0 (0: no limit)"),
+        (
+            ["--xfails-file", "absent.txt"],
+            "--xfails-file absent.txt: cannot read it (No such file or directory)",
+        ),
+        (["--xfails-file", "baselines"], "--xfails-file baselines: cannot read it (Is a directory)"),
+        (
+            ["--claims-report", "baselines"],
+            "--claims-report baselines: is a folder; give a file name, e.g. baselines/report.json",
+        ),
+        (
+            ["--claims-report", "/proc/x/report.json"],
+            "--claims-report /proc/x/report.json: its folder cannot be created (No such file or directory)",
+        ),
+        (
+            ["--baselines-dir", "absent"],
+            "--baselines-dir absent: no such folder (--regen-baselines creates it)",
+        ),
+        (
+            ["--impl", "fakeimpl:good", "--regen-baselines"],
+            "--regen-baselines rewrites the reference implementation's own numbers ('torch', claims seed 0), "
+            "and this run tests implementation 'fakeimpl:good' (--impl fakeimpl:good): nothing would be "
+            "written; drop --regen-baselines, or regenerate with the reference at seed 0",
+        ),
+        (
+            ["--claims-seed", "2", "--regen-baselines"],
+            "--regen-baselines rewrites the reference implementation's own numbers ('torch', claims seed 0), "
+            "and --claims-seed is 2: nothing would be written; drop "
+            "--regen-baselines, or regenerate with the "
+            "reference at seed 0",
+        ),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
 def test_a_bad_option_ends_the_run_at_its_start(filled: Suite, args: list[str], line: str) -> None:
     """Found once, before collection and training (nothing trained, no result or baseline touched),
     instead of one failure per claim beside passing theory checks or a traceback per claim."""
@@ -237,8 +286,9 @@ def test_a_bad_option_ends_the_run_at_its_start(filled: Suite, args: list[str], 
     assert filled.files() == before and filled.trainings() == 1
 
 
-def test_an_implementation_from_the_environment_is_named_so(filled: Suite,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_implementation_from_the_environment_is_named_so(
+    filled: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TOYMODEL_IMPL", "numpy_typo")
     assert only_line(filled.run_cli()).startswith("TOYMODEL_IMPL=numpy_typo: unknown implementation")
 
@@ -246,9 +296,14 @@ def test_an_implementation_from_the_environment_is_named_so(filled: Suite,
 def test_the_full_import_traceback_with_v(suite: Suite) -> None:
     res = suite.run_cli("--impl", "broken_import:train", "-v")
     assert res.ret == 2
-    res.stderr.fnmatch_lines(["Traceback*", "*raise RuntimeError('my module is broken')*",
-                              "RuntimeError: my module is broken",
-                              "Exit: toymodel: --impl broken_import:train: cannot import*"])
+    res.stderr.fnmatch_lines(
+        [
+            "Traceback*",
+            "*raise RuntimeError('my module is broken')*",
+            "RuntimeError: my module is broken",
+            "Exit: toymodel: --impl broken_import:train: cannot import*",
+        ]
+    )
 
 
 @pytest.fixture
@@ -261,8 +316,10 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
         yield folder
         folder.chmod(0o755)
         return
-    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)],
-                                                        capture_output=True, check=False).returncode:
+    if (
+        shutil.which("chattr") is None
+        or subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False).returncode
+    ):
         pytest.skip("running as root, and chattr +i cannot make a read-only folder here")
     try:
         yield folder
@@ -272,7 +329,11 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.parametrize("case", ["pseudo-filesystem", "a file", "read-only", "xdg", "home"])
 def test_an_unusable_cache_folder_is_named_with_what_chose_it(
-    suite: Suite, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.FixtureRequest, case: str,
+    suite: Suite,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    case: str,
 ) -> None:
     env, folder, reason = "TOYMODEL_CACHE_DIR", "", "cannot be created (No such file or directory)"
     if case == "pseudo-filesystem":
@@ -292,9 +353,11 @@ def test_an_unusable_cache_folder_is_named_with_what_chose_it(
     if env == "TOYMODEL_CACHE_DIR":
         monkeypatch.setenv(env, folder)
     line = only_line(suite.run_cli("--impl", "fakeimpl:good"))
-    source = {"TOYMODEL_CACHE_DIR": f"TOYMODEL_CACHE_DIR={folder}",
-              "XDG_CACHE_HOME": "XDG_CACHE_HOME=/proc/x",
-              "HOME": "the default, ~/.cache/toymodel/results"}[env]
+    source = {
+        "TOYMODEL_CACHE_DIR": f"TOYMODEL_CACHE_DIR={folder}",
+        "XDG_CACHE_HOME": "XDG_CACHE_HOME=/proc/x",
+        "HOME": "the default, ~/.cache/toymodel/results",
+    }[env]
     shown = {"xdg": "/proc/x/toymodel/results", "home": "/proc/x/.cache/toymodel/results"}.get(case, folder)
     assert line.startswith(f"result cache folder {shown} (from {source}) {reason}"), line
     assert line.endswith("; set TOYMODEL_CACHE_DIR to a writable folder, or pass --no-cache"), line
@@ -315,23 +378,44 @@ def test_the_default_implementation_is_loaded_only_when_a_test_trains(
     res = suite.run()
     assert res.ret == 2
     lines = [line for line in res.outlines if "Exit" in line]
-    assert len(lines) == 1 and ("toymodel: the default implementation 'torch': cannot import 'nosuchmodule': "
-                                "ModuleNotFoundError: No module named 'nosuchmodule'") in lines[0], lines
+    assert (
+        len(lines) == 1
+        and (
+            "toymodel: the default implementation 'torch': cannot import 'nosuchmodule': "
+            "ModuleNotFoundError: No module named 'nosuchmodule'"
+        )
+        in lines[0]
+    ), lines
     assert "passed" not in res.stdout.str() and suite.trainings() == 0
 
 
 # ----- broken implementations: one line per failure, once --------------------------------------
-@pytest.mark.parametrize(("impl", "message"), [
-    ("exits", "implementation 'fakeimpl:exits' called sys.exit(3) on spec {spec} (relu_output)"),
-    ("stops", "implementation 'fakeimpl:stops' raised Stop on spec {spec} (relu_output): a BaseException "
-              "of its own"),
-    ("boom", "implementation 'fakeimpl:boom' raised ZeroDivisionError on spec {spec} (relu_output): oops "
-             "second line"),
-    ("bad_steps", "implementation 'fakeimpl:bad_steps': result field 'loss_steps' is [10.], expected [5.] "
-                  "(the end of every train.log_every = 5 window of train.steps = 5)"),
-    ("stray_w2", "implementation 'fakeimpl:stray_w2': result field 'W2' is only for 'abs' models, not "
-                 "'relu_output'"),
-])
+@pytest.mark.parametrize(
+    ("impl", "message"),
+    [
+        ("exits", "implementation 'fakeimpl:exits' called sys.exit(3) on spec {spec} (relu_output)"),
+        (
+            "stops",
+            "implementation 'fakeimpl:stops' raised Stop on spec {spec} (relu_output): a BaseException "
+            "of its own",
+        ),
+        (
+            "boom",
+            "implementation 'fakeimpl:boom' raised ZeroDivisionError on spec {spec} (relu_output): oops "
+            "second line",
+        ),
+        (
+            "bad_steps",
+            "implementation 'fakeimpl:bad_steps': result field 'loss_steps' is [10.], expected [5.] "
+            "(the end of every train.log_every = 5 window of train.steps = 5)",
+        ),
+        (
+            "stray_w2",
+            "implementation 'fakeimpl:stray_w2': result field 'W2' is only for 'abs' models, not "
+            "'relu_output'",
+        ),
+    ],
+)
 def test_a_broken_implementation_is_one_line_per_claim(filled: Suite, impl: str, message: str) -> None:
     before = filled.files()
     res = filled.run("--impl", f"fakeimpl:{impl}")
@@ -349,8 +433,14 @@ def test_a_broken_implementation_is_one_line_per_claim(filled: Suite, impl: str,
 def test_v_shows_the_implementation_traceback(suite: Suite) -> None:
     res = suite.run("--impl", "fakeimpl:exits", "-v", "-k", "first_feature")
     res.assert_outcomes(failed=1)
-    res.stdout.fnmatch_lines(["*sys.exit(3)*", "E*SystemExit: 3", "*direct cause*",
-                              "E*ImplementationFailure: implementation 'fakeimpl:exits' called sys.exit(3)*"])
+    res.stdout.fnmatch_lines(
+        [
+            "*sys.exit(3)*",
+            "E*SystemExit: 3",
+            "*direct cause*",
+            "E*ImplementationFailure: implementation 'fakeimpl:exits' called sys.exit(3)*",
+        ]
+    )
 
 
 def test_keyboard_interrupt_still_interrupts(suite: Suite) -> None:
@@ -367,8 +457,10 @@ def test_a_hung_implementation_is_stopped_by_the_time_limit(suite: Suite, impl: 
     res = suite.run("--impl", f"fakeimpl:{impl}", "--train-timeout", "0.5", "-k", "first_feature or closed")
     assert time.monotonic() - start < 60
     res.assert_outcomes(failed=1, passed=1)
-    line = (f"test_claims.py::test_first_feature: implementation 'fakeimpl:{impl}' did not finish training "
-            f"spec {_spec_hash()} (relu_output) within 0.5 s (--train-timeout)")
+    line = (
+        f"test_claims.py::test_first_feature: implementation 'fakeimpl:{impl}' did not finish training "
+        f"spec {_spec_hash()} (relu_output) within 0.5 s (--train-timeout)"
+    )
     line += "; stopped it" if stopped else ""
     assert line in res.outlines, res.stdout.str()
     assert "Traceback" not in res.stdout.str()
@@ -394,8 +486,9 @@ def test_impossible_reported_losses_are_one_note(suite: Suite, impl: str) -> Non
 
 
 # ----- cache faults: retrained with one warning, no failure, nothing lost ----------------------
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "other spec", "other implementation",
-                                    "foreign npz"])
+@pytest.mark.parametrize(
+    "damage", ["truncated", "garbage", "empty", "other spec", "other implementation", "foreign npz"]
+)
 def test_a_damaged_cache_file_is_retrained_with_one_warning(filled: Suite, damage: str) -> None:
     filled.run("--impl", "fakeimpl:good").assert_outcomes(passed=3)
     (path,) = [p for p in filled.results() if p.name.startswith(_spec_hash())]  # the other: seed 1
@@ -443,13 +536,22 @@ def test_a_failed_write_keeps_the_result_for_the_run_and_says_so_once(filled: Su
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--impl", "fakeimpl:good"]
-    proc = subprocess.run(command, cwd=filled.path, capture_output=True, text=True, timeout=120, check=False,
-                          preexec_fn=small_files)
+    proc = subprocess.run(
+        command,
+        cwd=filled.path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=small_files,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[-1].strip("= ").startswith("3 passed in"), proc.stdout
     warnings = [line for line in proc.stdout.splitlines() if "WARNING" in line]
-    assert warnings == [f"toymodel WARNING: could not write trained results to the cache {filled.cache} "
-                        "(OSError: [Errno 27] File too large); they are kept for this run only"], proc.stdout
+    assert warnings == [
+        f"toymodel WARNING: could not write trained results to the cache {filled.cache} "
+        "(OSError: [Errno 27] File too large); they are kept for this run only"
+    ], proc.stdout
     assert filled.trainings() == 2  # the filled one, and one for both claims here
     after = filled.files()
     assert after == before, set(after) - set(before)  # no partial result, no temporary file, nothing lost
@@ -457,9 +559,16 @@ def test_a_failed_write_keeps_the_result_for_the_run_and_says_so_once(filled: Su
 
 def _hold_lock(lock: Path) -> subprocess.Popen[str]:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time\nfh = open(sys.argv[1], 'a+b')\n"
-         "fcntl.flock(fh, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(600)\n", str(lock)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time\nfh = open(sys.argv[1], 'a+b')\n"
+            "fcntl.flock(fh, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(600)\n",
+            str(lock),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     holder.stdout.close()
     return holder
@@ -493,14 +602,23 @@ def test_a_lock_left_by_a_killed_process_does_not_block(suite: Suite) -> None:
         holder.wait(timeout=30)
     res.assert_outcomes(passed=3)
     warnings = [line for line in res.outlines if "WARNING" in line]
-    assert warnings == [f"toymodel WARNING: waited 0.5 s for {lock}, which another process holds (training "
-                        "the same spec, or hung); trained without it"], res.stdout.str()
+    assert warnings == [
+        f"toymodel WARNING: waited 0.5 s for {lock}, which another process holds (training "
+        "the same spec, or hung); trained without it"
+    ], res.stdout.str()
     assert result.exists()
 
 
 def _spec_hash() -> str:
-    return Spec(model="relu_output", n=3, m=2, importance=[1, 1, 1], density=[0.5] * 3, eval_samples=64,
-                train=TrainConfig(steps=5, log_every=5)).hash()
+    return Spec(
+        model="relu_output",
+        n=3,
+        m=2,
+        importance=[1, 1, 1],
+        density=[0.5] * 3,
+        eval_samples=64,
+        train=TrainConfig(steps=5, log_every=5),
+    ).hash()
 
 
 # ----- specs: every field error is a SpecError naming the field --------------------------------
@@ -521,41 +639,76 @@ def test_float_feature_indices_are_rejected_not_truncated() -> None:
     assert group.features == (0, 1) and all(type(f) is int for f in group.features)
 
 
-@pytest.mark.parametrize(("build", "message"), [
-    (lambda: Spec(**BASE, train={"stpes": 100}),  # type: ignore[arg-type]
-     "invalid spec field 'train.stpes' = 100: unknown train field (did you mean 'steps'? known: "),
-    (lambda: Spec.from_json(json.dumps({**BASE, "train": {"stpes": 100}})),
-     "invalid spec field 'train.stpes' = 100: unknown train field (did you mean 'steps'? known: "),
-    (lambda: Spec(**BASE).replace(train={"stpes": 100}),
-     "invalid spec field 'train.stpes' = 100: unknown train field (did you mean 'steps'? known: "),
-    (lambda: TrainConfig(stpes=100),  # type: ignore[call-arg]
-     "invalid spec field 'train.stpes' = 100: unknown train field (did you mean 'steps'? known: "),
-    (lambda: Spec(**BASE, steps=100),  # type: ignore[call-arg]
-     "invalid spec field 'steps' = 100: unknown spec field (a training setting belongs in train: "
-     "train={'steps': ...}; known: "),
-    (lambda: Spec.from_json(json.dumps({**BASE, "sed": 3})),
-     "invalid spec field 'sed' = 3: unknown spec field (did you mean 'seed'? known: "),
-    (lambda: Spec.from_json(json.dumps({**BASE, "groups": 5})),
-     "invalid spec field 'groups' = 5: must be a list of groups"),
-    (lambda: Spec.from_json(json.dumps({**BASE, "groups": [{"kind": "correlated"}]})),
-     "missing spec field 'groups[0].features': it is required"),
-    (lambda: Spec.from_json(json.dumps({**BASE, "groups": [{"kind": "correlated", "feature": [0, 1]}]})),
-     "invalid spec field 'groups[0].feature' = [0, 1]: unknown group field (did you mean 'features'?"),
-    (lambda: Spec.from_json(json.dumps({**BASE, "groups": [[0, 1]]})),
-     "invalid spec field 'groups[0]' = [0, 1]: must be a group"),
-    (lambda: Spec.from_json(json.dumps({**BASE, "train": {"betas": 0.9}})),
-     "invalid spec field 'train.betas' = 0.9: must be a pair (beta1, beta2)"),
-    (lambda: Spec.from_json(json.dumps({**BASE, "train": 5})),
-     "invalid spec field 'train' = 5: must be a TrainConfig or a mapping of its fields"),
-    (lambda: Spec.from_json(json.dumps({**BASE, "importance": ["1", "1", "1", "1"]})),
-     "invalid spec field 'importance' = ['1', '1', '1', '1']: must hold numbers only; '1' is a str"),
-    (lambda: Spec.from_json(json.dumps({**BASE, "n": True})),
-     "invalid spec field 'n' = True: must be a positive"),
-    (lambda: Spec.from_json(json.dumps({**BASE, "train": {"lr": 10**400}})),
-     "invalid spec field 'train.lr' = 1000"),
-    (lambda: Spec.from_json("[" * 100_000), "spec JSON does not parse: maximum recursion depth exceeded"),
-    (lambda: Spec(model="linear"), "missing spec field 'n': it is required"),  # type: ignore[call-arg]
-])
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: Spec(**BASE, train={"stpes": 100}),  # type: ignore[arg-type]
+            "invalid spec field 'train.stpes' = 100: unknown train field (did you mean 'steps'? known: ",
+        ),
+        (
+            lambda: Spec.from_json(json.dumps({**BASE, "train": {"stpes": 100}})),
+            "invalid spec field 'train.stpes' = 100: unknown train field (did you mean 'steps'? known: ",
+        ),
+        (
+            lambda: Spec(**BASE).replace(train={"stpes": 100}),
+            "invalid spec field 'train.stpes' = 100: unknown train field (did you mean 'steps'? known: ",
+        ),
+        (
+            lambda: TrainConfig(stpes=100),  # type: ignore[call-arg]
+            "invalid spec field 'train.stpes' = 100: unknown train field (did you mean 'steps'? known: ",
+        ),
+        (
+            lambda: Spec(**BASE, steps=100),  # type: ignore[call-arg]
+            "invalid spec field 'steps' = 100: unknown spec field (a training setting belongs in train: "
+            "train={'steps': ...}; known: ",
+        ),
+        (
+            lambda: Spec.from_json(json.dumps({**BASE, "sed": 3})),
+            "invalid spec field 'sed' = 3: unknown spec field (did you mean 'seed'? known: ",
+        ),
+        (
+            lambda: Spec.from_json(json.dumps({**BASE, "groups": 5})),
+            "invalid spec field 'groups' = 5: must be a list of groups",
+        ),
+        (
+            lambda: Spec.from_json(json.dumps({**BASE, "groups": [{"kind": "correlated"}]})),
+            "missing spec field 'groups[0].features': it is required",
+        ),
+        (
+            lambda: Spec.from_json(
+                json.dumps({**BASE, "groups": [{"kind": "correlated", "feature": [0, 1]}]})
+            ),
+            "invalid spec field 'groups[0].feature' = [0, 1]: unknown group field (did you mean 'features'?",
+        ),
+        (
+            lambda: Spec.from_json(json.dumps({**BASE, "groups": [[0, 1]]})),
+            "invalid spec field 'groups[0]' = [0, 1]: must be a group",
+        ),
+        (
+            lambda: Spec.from_json(json.dumps({**BASE, "train": {"betas": 0.9}})),
+            "invalid spec field 'train.betas' = 0.9: must be a pair (beta1, beta2)",
+        ),
+        (
+            lambda: Spec.from_json(json.dumps({**BASE, "train": 5})),
+            "invalid spec field 'train' = 5: must be a TrainConfig or a mapping of its fields",
+        ),
+        (
+            lambda: Spec.from_json(json.dumps({**BASE, "importance": ["1", "1", "1", "1"]})),
+            "invalid spec field 'importance' = ['1', '1', '1', '1']: must hold numbers only; '1' is a str",
+        ),
+        (
+            lambda: Spec.from_json(json.dumps({**BASE, "n": True})),
+            "invalid spec field 'n' = True: must be a positive",
+        ),
+        (
+            lambda: Spec.from_json(json.dumps({**BASE, "train": {"lr": 10**400}})),
+            "invalid spec field 'train.lr' = 1000",
+        ),
+        (lambda: Spec.from_json("[" * 100_000), "spec JSON does not parse: maximum recursion depth exceeded"),
+        (lambda: Spec(model="linear"), "missing spec field 'n': it is required"),  # type: ignore[call-arg]
+    ],
+)
 def test_every_field_error_is_a_spec_error_naming_the_field(build: Any, message: str) -> None:
     with pytest.raises(SpecError) as info:
         build()
@@ -572,19 +725,27 @@ JSON_VALUES = st.recursive(
 @st.composite
 def valid_specs(draw: st.DrawFn) -> Spec:
     n, settings = draw(st.integers(2, 5)), draw(st.integers(1, 3))
-    density = draw(st.lists(st.lists(st.floats(0, 1), min_size=n, max_size=n), min_size=settings,
-                            max_size=settings))
+    density = draw(
+        st.lists(st.lists(st.floats(0, 1), min_size=n, max_size=n), min_size=settings, max_size=settings)
+    )
     groups = []
     if draw(st.booleans()):
         for row in density:
             row[1] = row[0]
         groups = [{"kind": draw(st.sampled_from(["correlated", "anticorrelated"])), "features": [0, 1]}]
     importance = draw(st.lists(st.floats(0, 10), min_size=n, max_size=n))
-    return Spec(model=draw(st.sampled_from(["linear", "relu_output", "relu_hidden", "abs"])), n=n,
-                m=draw(st.integers(1, 4)), importance=importance,
-                density=density, groups=groups, restarts=draw(st.integers(1, 3)),  # type: ignore[arg-type]
-                seed=draw(st.integers(0, 2**40)), hidden_l1=draw(st.none() | st.just((0.1,) * settings)),
-                train=TrainConfig(steps=draw(st.integers(1, 10**5)), lr=draw(st.floats(1e-4, 1.0))))
+    return Spec(
+        model=draw(st.sampled_from(["linear", "relu_output", "relu_hidden", "abs"])),
+        n=n,
+        m=draw(st.integers(1, 4)),
+        importance=importance,
+        density=density,
+        groups=groups,  # type: ignore[arg-type]
+        restarts=draw(st.integers(1, 3)),
+        seed=draw(st.integers(0, 2**40)),
+        hidden_l1=draw(st.none() | st.just((0.1,) * settings)),
+        train=TrainConfig(steps=draw(st.integers(1, 10**5)), lr=draw(st.floats(1e-4, 1.0))),
+    )
 
 
 def _mutate(draw: st.DrawFn, value: Any, depth: int = 0) -> Any:
@@ -628,7 +789,7 @@ def test_from_json_builds_an_equal_spec_or_raises_spec_error(base: Spec, data: s
     text = json.dumps(_mutate(data.draw, original))  # type: ignore[arg-type]
     if data.draw(st.booleans()):
         cut = data.draw(st.integers(0, len(text)))
-        text = text[:cut] + data.draw(st.text(max_size=3)) + text[cut + data.draw(st.integers(0, 3)):]
+        text = text[:cut] + data.draw(st.text(max_size=3)) + text[cut + data.draw(st.integers(0, 3)) :]
     try:
         spec = Spec.from_json(text)
     except SpecError:

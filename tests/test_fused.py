@@ -34,8 +34,9 @@ pytest_plugins = ["pytester"]
 EXPECT_UNFUSED = os.environ.get("TOYMODEL_EXPECT_UNFUSED") == "1"
 #: CI machines have C compilers (gcc and clang): there every build must succeed
 REQUIRED = bool(os.environ.get("CI")) and not EXPECT_UNFUSED
-needs_kernel = pytest.mark.skipif(not fused.available() and not REQUIRED,
-                                  reason=f"fused kernel: {fused.unavailable_reason()}")
+needs_kernel = pytest.mark.skipif(
+    not fused.available() and not REQUIRED, reason=f"fused kernel: {fused.unavailable_reason()}"
+)
 
 MODELS = ["linear", "relu_output", "relu_hidden", "abs"]
 #: the builds every kernel test runs on: this process's own, one per compiler, and the scalar path
@@ -100,8 +101,16 @@ def _x_from_words(words: np.ndarray, offset: torch.Tensor, slope: torch.Tensor, 
     return out.clamp_(min=0.0) if values == "uniform01" else out.masked_fill_(out >= 1.0, 0.0)
 
 
-def _autograd(model: str, W: torch.Tensor, b: torch.Tensor, W2: torch.Tensor | None, x: torch.Tensor,
-              imp: torch.Tensor, l1: torch.Tensor, batch: int) -> dict[str, torch.Tensor]:
+def _autograd(
+    model: str,
+    W: torch.Tensor,
+    b: torch.Tensor,
+    W2: torch.Tensor | None,
+    x: torch.Tensor,
+    imp: torch.Tensor,
+    l1: torch.Tensor,
+    batch: int,
+) -> dict[str, torch.Tensor]:
     params = {"W": W.clone().requires_grad_(True), "b": b.clone().requires_grad_(True)}
     if W2 is not None:
         params["W2"] = W2.clone().requires_grad_(True)
@@ -115,13 +124,21 @@ def _autograd(model: str, W: torch.Tensor, b: torch.Tensor, W2: torch.Tensor | N
 
 @pytest.mark.parametrize("values", ["uniform01", "uniform_pm1"])
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize(("inst", "rows", "n", "m", "threads"),
-                         [(3, 37, 7, 3, 1), (4, 64, 5, 2, 2), (2, 9, 1, 1, 1),
-                          # n >= 8: whole 8x8 transposes plus a feature tail; several 64-sample
-                          # blocks with a partial last sub-block; odd m for the 3-row tiles
-                          (2, 150, 21, 5, 1), (1, 71, 16, 7, 2)])
-def test_kernel_equals_autograd(kernel: builder.Kernel | None, model: str, values: str, inst: int, rows: int,
-                                n: int, m: int, threads: int) -> None:
+@pytest.mark.parametrize(
+    ("inst", "rows", "n", "m", "threads"),
+    [
+        (3, 37, 7, 3, 1),
+        (4, 64, 5, 2, 2),
+        (2, 9, 1, 1, 1),
+        # n >= 8: whole 8x8 transposes plus a feature tail; several 64-sample
+        # blocks with a partial last sub-block; odd m for the 3-row tiles
+        (2, 150, 21, 5, 1),
+        (1, 71, 16, 7, 2),
+    ],
+)
+def test_kernel_equals_autograd(
+    kernel: builder.Kernel | None, model: str, values: str, inst: int, rows: int, n: int, m: int, threads: int
+) -> None:
     rng = np.random.default_rng(inst * 100 + rows)
     gen = torch.Generator().manual_seed(rows)
     dens = rng.uniform(0.05, 1.0, (inst, n))
@@ -139,10 +156,32 @@ def test_kernel_equals_autograd(kernel: builder.Kernel | None, model: str, value
         gW, gb = np.full((inst, m, n), np.nan, np.float32), np.full((inst, n), np.nan, np.float32)
         gW2 = np.full((inst, n, m), np.nan, np.float32) if W2 is not None else None
         loss = np.full(inst, np.nan, np.float32)
-        src = {"words": words, "offset": offset[:, 0].contiguous().numpy(),
-               "slope": slope[:, 0].contiguous().numpy()} if kind == "words" else {"x": x.numpy()}
-        fused.step(model, values, batch, W.numpy(), None if W2 is None else W2.numpy(), b.numpy(),
-                   imp.numpy(), l1.numpy(), gW, gW2, gb, loss, threads=threads, kernel=kernel, **src)
+        src = (
+            {
+                "words": words,
+                "offset": offset[:, 0].contiguous().numpy(),
+                "slope": slope[:, 0].contiguous().numpy(),
+            }
+            if kind == "words"
+            else {"x": x.numpy()}
+        )
+        fused.step(
+            model,
+            values,
+            batch,
+            W.numpy(),
+            None if W2 is None else W2.numpy(),
+            b.numpy(),
+            imp.numpy(),
+            l1.numpy(),
+            gW,
+            gW2,
+            gb,
+            loss,
+            threads=threads,
+            kernel=kernel,
+            **src,
+        )
         np.testing.assert_allclose(loss, want["loss"].numpy(), rtol=1e-5, atol=1e-7, err_msg=kind)
         np.testing.assert_allclose(gW, want["gW"].numpy(), rtol=1e-4, atol=1e-6, err_msg=kind)
         np.testing.assert_allclose(gb, want["gb"].numpy(), rtol=1e-4, atol=1e-6, err_msg=kind)
@@ -160,8 +199,23 @@ def test_split_over_threads_is_bitwise_the_same(kernel: builder.Kernel | None) -
     outs = []
     for threads in (1, 2, 3):
         gW, gb, loss = np.empty_like(W), np.empty_like(b), np.empty(inst, np.float32)
-        fused.step("relu_output", "uniform01", rows, W, None, b, imp, None, gW, None, gb, loss, x=x,
-                   threads=threads, kernel=kernel)
+        fused.step(
+            "relu_output",
+            "uniform01",
+            rows,
+            W,
+            None,
+            b,
+            imp,
+            None,
+            gW,
+            None,
+            gb,
+            loss,
+            x=x,
+            threads=threads,
+            kernel=kernel,
+        )
         outs.append((gW, gb, loss))
     for other in outs[1:]:
         for a, c in zip(outs[0], other, strict=True):
@@ -213,8 +267,14 @@ def test_compiled_sfc64_is_numpys_stream(count: int) -> None:
 
 @needs_kernel
 def test_fit_uses_the_kernel_only_for_small_models_and_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    small = Spec(model="relu_output", n=20, m=5, importance=np.ones(20), density=[[1.0] * 20, [0.005] * 20],
-                 train=TrainConfig(steps=60, batch_size=128, lr=1e-2, log_every=20))
+    small = Spec(
+        model="relu_output",
+        n=20,
+        m=5,
+        importance=np.ones(20),
+        density=[[1.0] * 20, [0.005] * 20],
+        train=TrainConfig(steps=60, batch_size=128, lr=1e-2, log_every=20),
+    )
     large = Spec(model="relu_output", n=1000, m=20, importance=np.ones(1000), density=[1.0] * 1000)
     assert pipeline.use_fused_kernel(small) and not pipeline.use_fused_kernel(large)
     with_kernel, _, curve_k = training.fit(small)
@@ -229,8 +289,14 @@ def test_fit_keeps_torch_ops_on_one_thread_and_restores_the_count() -> None:
     """While the kernel trains on its own threads, torch's ops run on one (its OpenMP workers
     would otherwise spin after each AdamW step and take a core from the kernel); the caller's
     thread count is restored afterwards."""
-    spec = Spec(model="relu_output", n=20, m=5, importance=np.ones(20), density=[1.0] * 20,
-                train=TrainConfig(steps=5, batch_size=64, log_every=5))
+    spec = Spec(
+        model="relu_output",
+        n=20,
+        m=5,
+        importance=np.ones(20),
+        density=[1.0] * 20,
+        train=TrainConfig(steps=5, batch_size=64, log_every=5),
+    )
     before = torch.get_num_threads()
     seen: list[int] = []
     training.fit(spec, on_step=lambda t, p: seen.append(torch.get_num_threads()))
@@ -255,19 +321,31 @@ def test_disabled_by_environment(monkeypatch: pytest.MonkeyPatch, fresh_kernel: 
     monkeypatch.setenv("TOYMODEL_FUSED", "0")
     assert not fused.available()
     assert "TOYMODEL_FUSED=0" in (fused.unavailable_reason() or "")
-    assert fused.build_info() == {"kernel": "unfused", "variant": None, "compiler": None,
-                                  "compiler_version": None, "flags": None}
+    assert fused.build_info() == {
+        "kernel": "unfused",
+        "variant": None,
+        "compiler": None,
+        "compiler_version": None,
+        "flags": None,
+    }
     monkeypatch.delenv("TOYMODEL_FUSED")
     fused.kernel.cache_clear()
     assert fused.available()
 
 
 @needs_kernel
-def test_scalar_path_by_environment(monkeypatch: pytest.MonkeyPatch, fresh_kernel: None,
-                                    build_dir: Path) -> None:
+def test_scalar_path_by_environment(
+    monkeypatch: pytest.MonkeyPatch, fresh_kernel: None, build_dir: Path
+) -> None:
     """``TOYMODEL_FUSED=scalar`` builds the plain-C path, which trains like the vector one."""
-    spec = Spec(model="relu_hidden", n=12, m=3, importance=np.ones(12), density=[[1.0] * 12, [0.3] * 12],
-                train=TrainConfig(steps=40, batch_size=64, lr=1e-2, log_every=20))
+    spec = Spec(
+        model="relu_hidden",
+        n=12,
+        m=3,
+        importance=np.ones(12),
+        density=[[1.0] * 12, [0.3] * 12],
+        train=TrainConfig(steps=40, batch_size=64, lr=1e-2, log_every=20),
+    )
     vector = training.fit(spec)
     monkeypatch.setenv("TOYMODEL_BUILD_DIR", str(build_dir))
     monkeypatch.setenv("TOYMODEL_FUSED", "scalar")
@@ -280,7 +358,8 @@ def test_scalar_path_by_environment(monkeypatch: pytest.MonkeyPatch, fresh_kerne
 
 
 def test_a_compiler_without_vector_extensions_trains_unfused(
-        monkeypatch: pytest.MonkeyPatch, fresh_kernel: None, builds: dict[str, builder.Kernel | str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, fresh_kernel: None, builds: dict[str, builder.Kernel | str]
+) -> None:
     """A build that is only the scalar path (no faster than the unfused step) is not trained with
     unless asked for; its library still serves the SFC64 stream."""
     scalar = builds["scalar"]
@@ -307,23 +386,31 @@ def test_kernel_is_built_where_a_compiler_is() -> None:
     pytest.skip(f"fused kernel unavailable: {reason}")
 
 
-def test_a_failing_compiler_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                   fresh_kernel: None) -> None:
+def test_a_failing_compiler_is_reported_not_raised(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh_kernel: None
+) -> None:
     monkeypatch.setenv("CC", "false")  # a "compiler" that fails
     monkeypatch.setenv("TOYMODEL_BUILD_DIR", str(tmp_path))
     assert fused.library() is None
     reason = fused.unavailable_reason() or ""
     assert "could not build _fused.c" in reason and "false failed" in reason, reason
     assert "\n" not in reason
-    spec = Spec(model="relu_output", n=4, m=2, importance=np.ones(4), density=[1.0] * 4,
-                train=TrainConfig(steps=5, batch_size=32))
+    spec = Spec(
+        model="relu_output",
+        n=4,
+        m=2,
+        importance=np.ones(4),
+        density=[1.0] * 4,
+        train=TrainConfig(steps=5, batch_size=32),
+    )
     assert not pipeline.use_fused_kernel(spec)
     meta = implementations.run("torch", spec).meta  # the unfused step trains, and says so
     assert meta["training_path"] == "unfused" and meta["kernel"]["kernel"] == "unfused", meta
 
 
-def test_without_a_compiler_training_takes_the_unfused_path(monkeypatch: pytest.MonkeyPatch,
-                                                            fresh_kernel: None) -> None:
+def test_without_a_compiler_training_takes_the_unfused_path(
+    monkeypatch: pytest.MonkeyPatch, fresh_kernel: None
+) -> None:
     """No compiler (``$CC`` names a missing program, as in the CI job without one): no kernel, a
     one-line reason, and results trained on the unfused path that say so."""
     if not EXPECT_UNFUSED:
@@ -331,8 +418,14 @@ def test_without_a_compiler_training_takes_the_unfused_path(monkeypatch: pytest.
     assert not fused.available()
     reason = fused.unavailable_reason() or ""
     assert "no C compiler" in reason and "\n" not in reason, reason
-    spec = Spec(model="relu_output", n=6, m=2, importance=np.ones(6), density=[1.0] * 6,
-                train=TrainConfig(steps=5, batch_size=32))
+    spec = Spec(
+        model="relu_output",
+        n=6,
+        m=2,
+        importance=np.ones(6),
+        density=[1.0] * 6,
+        train=TrainConfig(steps=5, batch_size=32),
+    )
     meta = implementations.run("torch", spec).meta
     assert meta["training_path"] == "unfused" and not meta["fused_kernel"], meta
     assert meta["kernel"] == fused.build_info() and meta["kernel"]["kernel"] == "unfused"
@@ -342,21 +435,31 @@ def test_without_a_compiler_training_takes_the_unfused_path(monkeypatch: pytest.
 def test_results_record_the_kernel_compiler_version_and_flags() -> None:
     """A result names its training path and the build behind it; the version is the compiler's own
     ``--version`` line."""
-    spec = Spec(model="relu_output", n=6, m=2, importance=np.ones(6), density=[1.0] * 6,
-                train=TrainConfig(steps=5, batch_size=32))
+    spec = Spec(
+        model="relu_output",
+        n=6,
+        m=2,
+        importance=np.ones(6),
+        density=[1.0] * 6,
+        train=TrainConfig(steps=5, batch_size=32),
+    )
     meta = implementations.run("torch", spec).meta
     info = meta["kernel"]
     assert meta["training_path"] == "fused" and info == fused.build_info(), meta
     assert info["kernel"] == "fused" and info["variant"].startswith("vector"), info
     assert "-O3" in info["flags"] and os.path.isabs(info["compiler"].split()[0]), info
-    first = subprocess.run([info["compiler"].split()[0], "--version"], capture_output=True, text=True,
-                           check=True).stdout.splitlines()[0].strip()
+    first = (
+        subprocess.run([info["compiler"].split()[0], "--version"], capture_output=True, text=True, check=True)
+        .stdout.splitlines()[0]
+        .strip()
+    )
     assert info["compiler_version"] == first
 
 
 @needs_kernel
-def test_build_is_keyed_by_compiler_version_and_flags(monkeypatch: pytest.MonkeyPatch, build_dir: Path,
-                                                      builds: dict[str, builder.Kernel | str]) -> None:
+def test_build_is_keyed_by_compiler_version_and_flags(
+    monkeypatch: pytest.MonkeyPatch, build_dir: Path, builds: dict[str, builder.Kernel | str]
+) -> None:
     """Another compiler, another version of one, or other flags build another library."""
     paths = {name: k.path for name, k in builds.items() if isinstance(k, builder.Kernel)}
     assert len(set(paths.values())) == len(paths), paths
@@ -414,9 +517,9 @@ def test_the_cache_key_names_the_build(monkeypatch: pytest.MonkeyPatch, fresh_ke
     assert cache.fingerprint(numpy_training.train) == cache.fingerprint(numpy_training.train)
 
 
-def test_a_missing_kernel_is_said_once_in_the_report_header(pytester: pytest.Pytester,
-                                                            monkeypatch: pytest.MonkeyPatch,
-                                                            fresh_kernel: None) -> None:
+def test_a_missing_kernel_is_said_once_in_the_report_header(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, fresh_kernel: None
+) -> None:
     """One line, with the reason and the cost, at the start of a run of the reference; a run of
     another implementation neither says it nor builds the kernel."""
     pytester.makepyfile("def test_nothing():\n    pass\n")

@@ -118,8 +118,10 @@ def test_classify_invariant_under_rotation_reflection_permutation(
     assert str(geometry.classify_2d(scale * q @ w[:, perm])) == label
 
 
-@given(label=st.sampled_from(["digon", "triangle", "square", "pentagon", "hexagon"]),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    label=st.sampled_from(["digon", "triangle", "square", "pentagon", "hexagon"]),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_classify_survives_small_perturbations(label: str, seed: int) -> None:
     """Jitter every vertex by up to 4 deg (gaps move by up to 8 < 15) and its norm by 20 %."""
     rng = np.random.default_rng(seed)
@@ -274,10 +276,30 @@ def test_octahedron_tolerates_noise() -> None:
 # ----- ideal polytopes -------------------------------------------------------------------------
 
 
-AMBIENT = {"digon": 1, "triangle": 2, "square": 2, "pentagon": 2, "hexagon": 2, "tetrahedron": 3,
-           "octahedron": 3, "square_antiprism": 3, "triangular_bipyramid": 3, "pentagonal_bipyramid": 3}
-VERTICES = {"digon": 2, "triangle": 3, "square": 4, "pentagon": 5, "hexagon": 6, "tetrahedron": 4,
-            "octahedron": 6, "square_antiprism": 8, "triangular_bipyramid": 5, "pentagonal_bipyramid": 7}
+AMBIENT = {
+    "digon": 1,
+    "triangle": 2,
+    "square": 2,
+    "pentagon": 2,
+    "hexagon": 2,
+    "tetrahedron": 3,
+    "octahedron": 3,
+    "square_antiprism": 3,
+    "triangular_bipyramid": 3,
+    "pentagonal_bipyramid": 3,
+}
+VERTICES = {
+    "digon": 2,
+    "triangle": 3,
+    "square": 4,
+    "pentagon": 5,
+    "hexagon": 6,
+    "tetrahedron": 4,
+    "octahedron": 6,
+    "square_antiprism": 8,
+    "triangular_bipyramid": 5,
+    "pentagonal_bipyramid": 7,
+}
 
 
 @pytest.mark.parametrize("name", geometry.POLYTOPES)

@@ -24,9 +24,16 @@ MODELS = ("linear", "relu_output", "relu_hidden", "abs")
 
 
 def small_spec(model: str = "relu_output", **changes: object) -> Spec:
-    base = {"model": model, "n": 5, "m": 2, "importance": geometric_importance(5, 0.8),
-            "density": [[1.0] * 5, [0.3] * 5], "restarts": 2, "eval_samples": 512,
-            "train": TrainConfig(steps=60, batch_size=64, log_every=25, lr=1e-2)}
+    base = {
+        "model": model,
+        "n": 5,
+        "m": 2,
+        "importance": geometric_importance(5, 0.8),
+        "density": [[1.0] * 5, [0.3] * 5],
+        "restarts": 2,
+        "eval_samples": 512,
+        "train": TrainConfig(steps=60, batch_size=64, log_every=25, lr=1e-2),
+    }
     base.update(changes)
     return Spec(**base)  # type: ignore[arg-type]
 
@@ -41,6 +48,7 @@ def feature_major(x: np.ndarray) -> np.ndarray:
 
 
 # ----- gradients ----------------------------------------------------------------------------
+
 
 def _problem(model: str, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     g = rng(seed)
@@ -87,8 +95,13 @@ def test_gradients_match_central_differences(model: str, with_l1: bool) -> None:
             shifted[name][idx] = value[idx] - eps
             down = models.loss(model, shifted, x, imp, l1_or_none).sum()
             numeric[idx] = (up - down) / (2 * eps)
-        np.testing.assert_allclose(trainer.grads[name], numeric, rtol=1e-5, atol=1e-8,
-                                   err_msg=f"gradient of {name} ({model}, l1={with_l1})")
+        np.testing.assert_allclose(
+            trainer.grads[name],
+            numeric,
+            rtol=1e-5,
+            atol=1e-8,
+            err_msg=f"gradient of {name} ({model}, l1={with_l1})",
+        )
 
 
 def test_relu_gradients_are_zero_for_dead_units() -> None:
@@ -102,6 +115,7 @@ def test_relu_gradients_are_zero_for_dead_units() -> None:
 
 
 # ----- optimiser ----------------------------------------------------------------------------
+
 
 def test_adamw_matches_the_reference_formula() -> None:
     g = rng(1)
@@ -143,14 +157,17 @@ def test_lr_schedules() -> None:
 
 # ----- independence of instances ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("model", MODELS)
 def test_joint_training_equals_separate_training(model: str) -> None:
     params, _, imp, l1 = _problem(model, seed=5)
     inst, batch = 3, 64
     values = "uniform_pm1" if model == "abs" else "uniform01"
     g = rng(9)
-    batches = [feature_major(data.sample(np.full((inst, 5), 0.5), batch, g, values=values,
-                                         dtype=np.float32)) for _ in range(5)]
+    batches = [
+        feature_major(data.sample(np.full((inst, 5), 0.5), batch, g, values=values, dtype=np.float32))
+        for _ in range(5)
+    ]
 
     def fit(sl: slice) -> tuple[np.ndarray, np.ndarray]:
         trainer = Trainer(model, {k: v[sl] for k, v in params.items()}, imp[sl], l1[sl], batch)
@@ -165,8 +182,8 @@ def test_joint_training_equals_separate_training(model: str) -> None:
     joint_w, joint_loss = fit(slice(0, inst))
     for i in range(inst):
         alone_w, alone_loss = fit(slice(i, i + 1))
-        np.testing.assert_allclose(joint_w[i:i + 1], alone_w, rtol=1e-6, atol=1e-7, err_msg=f"instance {i}")
-        np.testing.assert_allclose(joint_loss[:, i:i + 1], alone_loss, rtol=1e-6, err_msg=f"instance {i}")
+        np.testing.assert_allclose(joint_w[i : i + 1], alone_w, rtol=1e-6, atol=1e-7, err_msg=f"instance {i}")
+        np.testing.assert_allclose(joint_loss[:, i : i + 1], alone_loss, rtol=1e-6, err_msg=f"instance {i}")
     assert not np.allclose(joint_w[0], joint_w[1]), "instances should differ"
 
 
@@ -176,8 +193,10 @@ SAMPLER_CASES = {
     "independent": ((), "uniform01"),
     "pm1": ((), "uniform_pm1"),
     "correlated": ((FeatureGroup("correlated", (1, 2, 3)),), "uniform01"),
-    "anticorrelated": ((FeatureGroup("anticorrelated", (0, 2, 4)), FeatureGroup("correlated", (1, 3))),
-                       "uniform_pm1"),
+    "anticorrelated": (
+        (FeatureGroup("anticorrelated", (0, 2, 4)), FeatureGroup("correlated", (1, 3))),
+        "uniform_pm1",
+    ),
 }
 
 
@@ -223,6 +242,7 @@ def test_sampler_density_zero_and_one() -> None:
 
 # ----- training -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("model", MODELS)
 def test_result_passes_the_contract(model: str) -> None:
     spec = small_spec(model, hidden_l1=[0.0, 0.1])
@@ -239,7 +259,7 @@ def test_loss_curve_is_the_window_mean_of_step_losses() -> None:
     spec = small_spec(train=TrainConfig(steps=10, batch_size=32, log_every=1))
     every_step = train(spec)["loss_curve"]
     windows = train(spec.replace(train={"log_every": 3}))["loss_curve"]
-    expected = np.stack([every_step[:, s:s + 3].mean(1) for s in (0, 3, 6, 9)], 1)
+    expected = np.stack([every_step[:, s : s + 3].mean(1) for s in (0, 3, 6, 9)], 1)
     np.testing.assert_allclose(windows, expected, rtol=1e-12)
     # the first point is the loss of the initial weights on the first batch of the documented stream
     stream = np.random.Generator(np.random.PCG64(data.seed_sequence(spec.seed, "numpy-train", 0)))
@@ -259,22 +279,35 @@ def test_same_seed_same_result_other_seed_differs() -> None:
 
 
 def test_loss_decreases() -> None:
-    spec = small_spec("relu_output", density=[0.1] * 5, restarts=3,
-                      train=TrainConfig(steps=400, batch_size=256, log_every=50, lr=1e-2))
+    spec = small_spec(
+        "relu_output",
+        density=[0.1] * 5,
+        restarts=3,
+        train=TrainConfig(steps=400, batch_size=256, log_every=50, lr=1e-2),
+    )
     curve = train(spec)["loss_curve"]
     assert np.all(curve[:, -1] < 0.7 * curve[:, 0]), curve
 
 
 def test_linear_model_learns_the_top_two_features() -> None:
     """With dense features a linear model keeps the m most important ones, orthogonally."""
-    spec = Spec(model="linear", n=5, m=2, importance=(geometric_importance(5, 0.7),), density=((1.0,) * 5,),
-                restarts=2, eval_samples=1024, train=TrainConfig(steps=2000, batch_size=1024, lr=1e-2))
+    spec = Spec(
+        model="linear",
+        n=5,
+        m=2,
+        importance=(geometric_importance(5, 0.7),),
+        density=((1.0,) * 5,),
+        restarts=2,
+        eval_samples=1024,
+        train=TrainConfig(steps=2000, batch_size=1024, lr=1e-2),
+    )
     norms = np.linalg.norm(train(spec)["W"], axis=1)  # (instances, n)
     np.testing.assert_allclose(norms[:, :2], 1.0, atol=0.1)
     assert np.all(norms[:, 2:] < 0.15), norms
 
 
 # ----- shards and threads -------------------------------------------------------------------
+
 
 def test_shard_bounds() -> None:
     assert shard_bounds(10, 3, limit=7) == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]
@@ -289,8 +322,7 @@ def test_trainer_rejects_shards_that_do_not_tile_the_instances(shards: list[tupl
     params, _, imp, l1 = _problem("relu_output", 0)
     params = {k: np.concatenate([v, v[:1]]) for k, v in params.items()}  # 4 instances
     with pytest.raises(ValueError, match="shards must be contiguous"):
-        Trainer("relu_output", params, np.concatenate([imp, imp[:1]]), np.append(l1, 0.0), 12,
-                shards=shards)
+        Trainer("relu_output", params, np.concatenate([imp, imp[:1]]), np.append(l1, 0.0), 12, shards=shards)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -332,9 +364,13 @@ def test_each_shard_draws_from_its_own_documented_stream() -> None:
     weights = models.initial_weights(spec, training.INIT_STREAM)
     for k in range(spec.instances):
         stream = np.random.Generator(np.random.PCG64(data.seed_sequence(spec.seed, "numpy-train", k)))
-        x = Sampler(density[k:k + 1], 64, stream).draw().transpose(0, 2, 1)
-        expected = models.loss("relu_output", {n: w[k:k + 1] for n, w in weights.items()},
-                               x.astype(np.float64), spec.importance_array(per_instance=True)[k:k + 1])
+        x = Sampler(density[k : k + 1], 64, stream).draw().transpose(0, 2, 1)
+        expected = models.loss(
+            "relu_output",
+            {n: w[k : k + 1] for n, w in weights.items()},
+            x.astype(np.float64),
+            spec.importance_array(per_instance=True)[k : k + 1],
+        )
         np.testing.assert_allclose(first[k], expected[0], rtol=1e-5, err_msg=f"instance {k}")
 
 

@@ -21,8 +21,13 @@ MODELS = ["linear", "relu_output", "relu_hidden", "abs"]
 
 def small_spec(model: str = "relu_output", **kw: object) -> Spec:
     base: dict[str, object] = dict(
-        model=model, n=6, m=3, importance=[0.9**i for i in range(6)],
-        density=[[0.3] * 6, [0.7] * 6], restarts=2, seed=3,
+        model=model,
+        n=6,
+        m=3,
+        importance=[0.9**i for i in range(6)],
+        density=[[0.3] * 6, [0.7] * 6],
+        restarts=2,
+        seed=3,
         train=TrainConfig(steps=50, batch_size=64, lr=1e-2, log_every=10),
     )
     base.update(kw)
@@ -77,17 +82,24 @@ def test_flat_adamw_equals_torch_adamw() -> None:
 def _shared_stream(spec: Spec, seed: int) -> tuple[Iterator[torch.Tensor], Iterator[torch.Tensor]]:
     gen = torch.Generator().manual_seed(seed)
     dens = torch.tensor(spec.density_array(per_instance=True), dtype=torch.float32)
-    batches = [sampling.sample(dens, spec.train.batch_size, gen, groups=spec.groups,
-                                 values=str(spec.values))[0] for _ in range(spec.train.steps)]
+    batches = [
+        sampling.sample(dens, spec.train.batch_size, gen, groups=spec.groups, values=str(spec.values))[0]
+        for _ in range(spec.train.steps)
+    ]
     return iter([b.clone() for b in batches]), iter(batches)
 
 
-@pytest.mark.parametrize(("model", "schedule"), [("relu_output", "constant"), ("linear", "cosine"),
-                                                 ("relu_hidden", "linear"), ("abs", "constant")])
+@pytest.mark.parametrize(
+    ("model", "schedule"),
+    [("relu_output", "constant"), ("linear", "cosine"), ("relu_hidden", "linear"), ("abs", "constant")],
+)
 def test_trajectory_equals_autograd_adamw(model: str, schedule: Schedule) -> None:
     """300 steps of the fast path against autograd + torch.optim.AdamW on the same batches."""
-    spec = small_spec(model, train=TrainConfig(steps=300, batch_size=128, lr=5e-3, schedule=schedule,
-                                               log_every=50), hidden_l1=[0.0, 0.01])
+    spec = small_spec(
+        model,
+        train=TrainConfig(steps=300, batch_size=128, lr=5e-3, schedule=schedule, log_every=50),
+        hidden_l1=[0.0, 0.01],
+    )
     a, b = _shared_stream(spec, 5)
     fast, steps_f, curve_f = training.fit(spec, data=a)
     plain, steps_p, curve_p = torch_plain.fit(spec, data=b)
@@ -105,17 +117,17 @@ def test_joint_training_equals_separate() -> None:
     batches = list(a)
     p_joint, _, curve_joint = training.fit(joint, data=iter(batches))
     for s in range(joint.settings):
-        alone = joint.replace(density=joint.density[s:s + 1], importance=joint.importance[s:s + 1])
+        alone = joint.replace(density=joint.density[s : s + 1], importance=joint.importance[s : s + 1])
         # instance s of the joint spec starts from init stream k=s; align the seed streams
         init = models.initial_weights(joint)
         p_alone = gradients.Params.allocate(alone.model, 1, alone.m, alone.n, torch.device("cpu"))
         g = gradients.Params.allocate(alone.model, 1, alone.m, alone.n, torch.device("cpu"))
-        p_alone.W.copy_(torch.from_numpy(init["W"][s:s + 1]))
+        p_alone.W.copy_(torch.from_numpy(init["W"][s : s + 1]))
         opt = optimiser.FlatAdamW(p_alone.flat, alone.train.betas, alone.train.eps, alone.train.weight_decay)
         imp = torch.tensor(alone.importance_array(per_instance=True), dtype=torch.float32)
         with torch.inference_mode():
             for x in batches:
-                gradients.loss_and_grads(alone.model, p_alone, g, x[s:s + 1].clone(), imp, None)
+                gradients.loss_and_grads(alone.model, p_alone, g, x[s : s + 1].clone(), imp, None)
                 opt.step(g.flat, alone.train.lr)
         torch.testing.assert_close(p_alone.W[0], p_joint.W[s], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(p_alone.b[0], p_joint.b[s], rtol=1e-5, atol=1e-6)
@@ -143,8 +155,9 @@ def test_fast_sampler_matches_numpy_sampler(values: str) -> None:
 
     dens = np.array([[0.003, 0.05, 0.3, 0.9, 1.0, 0.0]])
     B = 200_000
-    fast = sampling.sample(torch.tensor(dens, dtype=torch.float32), B, torch.Generator().manual_seed(1),
-                             values=values)[0].numpy()
+    fast = sampling.sample(
+        torch.tensor(dens, dtype=torch.float32), B, torch.Generator().manual_seed(1), values=values
+    )[0].numpy()
     ref = np_sample(dens, B, np.random.default_rng(1), values=values)
     for i, p in enumerate(dens[0]):
         rate = float((fast[0, :, i] != 0).mean())
@@ -207,8 +220,14 @@ def test_cuda_matches_cpu() -> None:
 
 def test_training_learns_top_features() -> None:
     """A linear n=5, m=2 model learns the two most important features (sanity of the loop)."""
-    spec = Spec(model="linear", n=5, m=2, importance=[0.7**i for i in range(5)], density=[1.0] * 5,
-                train=TrainConfig(steps=1500, batch_size=256, lr=1e-2))
+    spec = Spec(
+        model="linear",
+        n=5,
+        m=2,
+        importance=[0.7**i for i in range(5)],
+        density=[1.0] * 5,
+        train=TrainConfig(steps=1500, batch_size=256, lr=1e-2),
+    )
     res = training.train(spec)
     norms = np.linalg.norm(res["W"][0], axis=0)
     assert np.all(np.abs(norms[:2] - 1) < 0.1), norms
@@ -226,17 +245,16 @@ def _replay_fast_stream(spec: Spec) -> Iterator[torch.Tensor]:
     bits = np.random.SFC64(seed_sequence(spec.seed, "torch-train-sfc64"))
     rng = np.random.Generator(bits)
     runs = pipeline.plan(dens, B, sparse_ok=True)
-    draws = {r.start: sparse.Draws(dens[r.start:r.stop], B, rng, values) for r in runs if r.sparse}
-    coefs = {r.start: dense.dense_coefficients(dens[r.start:r.stop], values)
-             for r in runs if not r.sparse}
+    draws = {r.start: sparse.Draws(dens[r.start : r.stop], B, rng, values) for r in runs if r.sparse}
+    coefs = {r.start: dense.dense_coefficients(dens[r.start : r.stop], values) for r in runs if not r.sparse}
     while True:
         x = torch.zeros(spec.instances, B, spec.n)
         for r in runs:
             if r.sparse:
                 xs, R = draws[r.start].next()
-                x[r.start:r.stop, :R] = xs
+                x[r.start : r.stop, :R] = xs
             else:
-                dense.dense_into(x[r.start:r.stop], *coefs[r.start], bits, values)
+                dense.dense_into(x[r.start : r.stop], *coefs[r.start], bits, values)
         yield x
 
 
@@ -249,17 +267,24 @@ def _assert_fast_path_equals_autograd_on_replay(spec: Spec) -> None:
         torch.testing.assert_close(view, plain[name].detach(), rtol=1e-3, atol=2e-4, msg=name)
 
 
-@pytest.mark.parametrize(("model", "density"), [
-    ("relu_output", [[1.0] * 6, [0.1] * 6]),
-    ("relu_hidden", [[0.01] * 6, [0.003] * 6]),
-    ("abs", [[0.9] * 6, [0.005] * 6]),
-    ("linear", [[0.02] * 6, [0.5] * 6]),
-])
+@pytest.mark.parametrize(
+    ("model", "density"),
+    [
+        ("relu_output", [[1.0] * 6, [0.1] * 6]),
+        ("relu_hidden", [[0.01] * 6, [0.003] * 6]),
+        ("abs", [[0.9] * 6, [0.005] * 6]),
+        ("linear", [[0.02] * 6, [0.5] * 6]),
+    ],
+)
 def test_fast_path_equals_autograd_adamw_on_its_own_samples(model: str, density: list[list[float]]) -> None:
     """The default (fast) path of ``fit`` — its own sampler, sparse runs with closed-form zero
     samples, runs split by density — equals autograd + torch.optim.AdamW fed the batches it drew."""
-    spec = small_spec(model, density=density, hidden_l1=[0.0, 0.01],
-                      train=TrainConfig(steps=150, batch_size=256, lr=5e-3, log_every=50))
+    spec = small_spec(
+        model,
+        density=density,
+        hidden_l1=[0.0, 0.01],
+        train=TrainConfig(steps=150, batch_size=256, lr=5e-3, log_every=50),
+    )
     _assert_fast_path_equals_autograd_on_replay(spec)
 
 
@@ -294,8 +319,9 @@ def test_shorter_run_is_a_prefix_of_a_longer_one(impl: str) -> None:
 
 
 @pytest.mark.parametrize("sparse_half", [False, True], ids=["one-dense-run", "dense-and-sparse-runs"])
-def test_fast_path_with_several_blocks_equals_autograd(sparse_half: bool,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fast_path_with_several_blocks_equals_autograd(
+    sparse_half: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A dense run too large for one draw (several blocks of instances, the next block's words
     drawn while the kernel trains on this one into the other of two reused buffers, across steps
     when it is the only run) sees the batches the replayed stream gives, and trains as autograd
@@ -305,6 +331,12 @@ def test_fast_path_with_several_blocks_equals_autograd(sparse_half: bool,
     density = [[1.0] * n] * inst
     if sparse_half:
         density = [[1.0] * n] * (inst // 2) + [[0.005] * n] * (inst // 2)
-    spec = Spec(model="relu_output", n=n, m=5, importance=[0.9**i for i in range(n)], density=density,
-                train=TrainConfig(steps=12, batch_size=1024, lr=5e-3, log_every=4))
+    spec = Spec(
+        model="relu_output",
+        n=n,
+        m=5,
+        importance=[0.9**i for i in range(n)],
+        density=density,
+        train=TrainConfig(steps=12, batch_size=1024, lr=5e-3, log_every=4),
+    )
     _assert_fast_path_equals_autograd_on_replay(spec)

@@ -12,8 +12,13 @@ from pathlib import Path
 
 #: the torch implementations' own modules: the only ones that may import torch (the reference's
 #: kernel, toymodel.reference.kernel, is torch-free: the engine records its build)
-TORCH_MODULES = {"toymodel.plain", *(f"toymodel.reference.{name}" for name in (
-    "dense", "gradients", "optimiser", "pipeline", "sampling", "sparse", "training"))}
+TORCH_MODULES = {
+    "toymodel.plain",
+    *(
+        f"toymodel.reference.{name}"
+        for name in ("dense", "gradients", "optimiser", "pipeline", "sampling", "sparse", "training")
+    ),
+}
 
 WITHOUT_TORCH = textwrap.dedent("""
     import importlib, pkgutil, sys
@@ -45,8 +50,14 @@ WITHOUT_TORCH = textwrap.dedent("""
 def test_everything_but_the_torch_implementation_imports_without_torch(tmp_path: Path) -> None:
     # run outside the checkout: ``python -c`` puts the current folder first on sys.path, and the
     # checkout's toymodel/ folder is not the installed package (the claims ship inside the latter)
-    proc = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *sorted(TORCH_MODULES)], capture_output=True,
-                          text=True, timeout=300, check=False, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, *sorted(TORCH_MODULES)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         "implementation 'torch' needs torch, which is not installed: pip install 'toymodel[torch]'",

@@ -53,18 +53,21 @@ def test_metrics_equivariant_under_feature_permutations(w: np.ndarray, seed: int
     for name, f in PER_FEATURE.items():
         np.testing.assert_allclose(f(w[:, perm]), f(w)[perm], rtol=1e-12, atol=1e-15, err_msg=name)
     for name, f in PER_PAIR.items():
-        np.testing.assert_allclose(f(w[:, perm]), f(w)[np.ix_(perm, perm)], rtol=1e-12, atol=1e-15,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            f(w[:, perm]), f(w)[np.ix_(perm, perm)], rtol=1e-12, atol=1e-15, err_msg=name
+        )
 
 
 @given(w=weights(), c=st.floats(0.1, 10.0))
 def test_scaling(w: np.ndarray, c: float) -> None:
     """Cosines and D_i are scale-free; superposition and ||W||_F^2 scale with c^2."""
     np.testing.assert_allclose(metrics.cosines(c * w), metrics.cosines(w), atol=1e-12)
-    np.testing.assert_allclose(metrics.feature_dimensionality(c * w), metrics.feature_dimensionality(w),
-                               rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(metrics.superposition(c * w), c**2 * metrics.superposition(w), rtol=1e-9,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        metrics.feature_dimensionality(c * w), metrics.feature_dimensionality(w), rtol=1e-9, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        metrics.superposition(c * w), c**2 * metrics.superposition(w), rtol=1e-9, atol=1e-12
+    )
     np.testing.assert_allclose(metrics.frobenius_sq(c * w), c**2 * metrics.frobenius_sq(w), rtol=1e-12)
 
 
@@ -193,19 +196,23 @@ def test_column_below_zero_norm_counts_as_absent() -> None:
 
 
 def test_monosemantic_neurons() -> None:
-    w = np.array([
-        [1.0, 0.0, 0.0],   # one-hot: monosemantic
-        [2.0, 0.2, 0.0],   # 2/sqrt(4.04) = 0.995 >= 0.9: monosemantic
-        [3.0, 4.0, 0.0],   # 4/5 = 0.8 < 0.9: polysemantic
-        [0.0, 0.0, 0.05],  # one-hot but dead (0.05 < 0.1 x the largest row norm, 5)
-        [0.0, 0.0, 0.0],   # dead
-    ])
+    w = np.array(
+        [
+            [1.0, 0.0, 0.0],  # one-hot: monosemantic
+            [2.0, 0.2, 0.0],  # 2/sqrt(4.04) = 0.995 >= 0.9: monosemantic
+            [3.0, 4.0, 0.0],  # 4/5 = 0.8 < 0.9: polysemantic
+            [0.0, 0.0, 0.05],  # one-hot but dead (0.05 < 0.1 x the largest row norm, 5)
+            [0.0, 0.0, 0.0],  # dead
+        ]
+    )
     np.testing.assert_array_equal(metrics.monosemantic_neurons(w), [True, True, False, False, False])
     np.testing.assert_array_equal(metrics.dead_neurons(w), [False, False, False, True, True])
-    np.testing.assert_array_equal(metrics.monosemantic_neurons(w, frac=0.75),
-                                  [True, True, True, False, False])
-    np.testing.assert_array_equal(metrics.monosemantic_neurons(w, min_norm=0.0),
-                                  [True, True, False, True, False])
+    np.testing.assert_array_equal(
+        metrics.monosemantic_neurons(w, frac=0.75), [True, True, True, False, False]
+    )
+    np.testing.assert_array_equal(
+        metrics.monosemantic_neurons(w, min_norm=0.0), [True, True, False, True, False]
+    )
     batched = metrics.monosemantic_neurons(np.stack([w, w[::-1]]))
     assert batched.shape == (2, 5)
     np.testing.assert_array_equal(batched.sum(-1), [2, 2])
@@ -228,12 +235,14 @@ def test_dominant_feature_abs_value_neurons() -> None:
 
 
 def test_neurons_per_feature() -> None:
-    w = np.array([
-        [0.7, 0.0, 0.0, -0.9],
-        [0.7, 0.0, 0.1, 0.0],
-        [0.1, 1.0, 0.1, 0.0],
-        [0.0, 0.2, 0.1, 0.5],
-    ])
+    w = np.array(
+        [
+            [0.7, 0.0, 0.0, -0.9],
+            [0.7, 0.0, 0.1, 0.0],
+            [0.1, 1.0, 0.1, 0.0],
+            [0.0, 0.2, 0.1, 0.5],
+        ]
+    )
     # f0: two equal neurons, leak 0.1 < 0.35; f1: one (0.2 < 0.5); f2: norm 0.17 < 0.5 -> 0;
     # f3: |-0.9| and 0.5 >= 0.45 -> 2, but only one excitatory neuron.
     np.testing.assert_array_equal(metrics.neurons_per_feature(w), [2, 1, 0, 2])
@@ -268,25 +277,35 @@ def _unit(deg: float) -> np.ndarray:
 def test_collapsed_pairs() -> None:
     s = 1 / np.sqrt(2)
     cols = [
-        s * _unit(10), s * _unit(12),  # pair 0: collapsed onto one direction, norms 1/sqrt(2)
-        _unit(100), _unit(160),        # pair 1: side by side at 60 deg, unit norms
-        np.zeros(2), np.zeros(2),      # pair 2: both absent
-        _unit(200), _unit(200),        # pair 3: same direction but unit norms (two copies)
-        s * _unit(250), np.zeros(2),   # pair 4: one member absent
+        s * _unit(10),
+        s * _unit(12),  # pair 0: collapsed onto one direction, norms 1/sqrt(2)
+        _unit(100),
+        _unit(160),  # pair 1: side by side at 60 deg, unit norms
+        np.zeros(2),
+        np.zeros(2),  # pair 2: both absent
+        _unit(200),
+        _unit(200),  # pair 3: same direction but unit norms (two copies)
+        s * _unit(250),
+        np.zeros(2),  # pair 4: one member absent
     ]
     w = np.stack(cols, axis=1)
     pairs = [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)]
     np.testing.assert_array_equal(metrics.collapsed_pairs(w, pairs), [True, False, False, False, False])
-    np.testing.assert_array_equal(metrics.collapsed_pairs(w, pairs, norm_tol=0.3),
-                                  [True, False, False, True, False])
+    np.testing.assert_array_equal(
+        metrics.collapsed_pairs(w, pairs, norm_tol=0.3), [True, False, False, True, False]
+    )
     q = random_orthogonal(np.random.default_rng(4), 2)
     np.testing.assert_array_equal(metrics.collapsed_pairs(np.stack([w, q @ w]), pairs).sum(-1), [1, 1])
 
 
 @pytest.mark.parametrize(
     ("pairs", "match"),
-    [([0, 1], "pairs must be an integer array of shape"), ([(0, 1, 2)], "pairs must be"),
-     ([(0.0, 1.0)], "pairs must be"), ([(0, 9)], "outside")],
+    [
+        ([0, 1], "pairs must be an integer array of shape"),
+        ([(0, 1, 2)], "pairs must be"),
+        ([(0.0, 1.0)], "pairs must be"),
+        ([(0, 9)], "outside"),
+    ],
 )
 def test_collapsed_pairs_bad_pairs(pairs: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -343,8 +362,16 @@ def test_histogram_peaks_argument_errors() -> None:
 # ----- shapes and errors ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("f", [*PER_FEATURE.values(), *PER_PAIR.values(), *PER_INSTANCE.values(),
-                               metrics.represented, metrics.monosemantic_neurons])
+@pytest.mark.parametrize(
+    "f",
+    [
+        *PER_FEATURE.values(),
+        *PER_PAIR.values(),
+        *PER_INSTANCE.values(),
+        metrics.represented,
+        metrics.monosemantic_neurons,
+    ],
+)
 @pytest.mark.parametrize("bad", [np.ones(3), np.ones((0, 3)), np.ones((2, 0)), 1.0])
 def test_bad_weight_shapes(f: object, bad: object) -> None:
     with pytest.raises(ValueError, match=r"W must have shape \(\.\.\., m, n\)"):

@@ -46,15 +46,23 @@ def test_loss_weights_importance_and_l1() -> None:
 
 
 def test_eval_loss_uses_the_shared_sample() -> None:
-    spec = Spec(model="relu_output", n=4, m=2, importance=[1, 0.5, 0.25, 0.1], density=[[0.3] * 4, [0.9] * 4],
-                restarts=2, eval_samples=5000, seed=1)
+    spec = Spec(
+        model="relu_output",
+        n=4,
+        m=2,
+        importance=[1, 0.5, 0.25, 0.1],
+        density=[[0.3] * 4, [0.9] * 4],
+        restarts=2,
+        eval_samples=5000,
+        seed=1,
+    )
     params = models.initial_weights(spec)
     got = models.eval_loss(spec, params)
     for k in range(spec.instances):
         s = k // spec.restarts
         x = eval_batch(spec, s)[None]
-        one = {n: v[k:k + 1] for n, v in params.items()}
-        ref = models.loss(spec.model, one, x, spec.importance_array()[s:s + 1])[0]
+        one = {n: v[k : k + 1] for n, v in params.items()}
+        ref = models.loss(spec.model, one, x, spec.importance_array()[s : s + 1])[0]
         assert got[k] == pytest.approx(ref, rel=1e-12)
 
 

@@ -35,9 +35,22 @@ def _table() -> dict:
 def _fast_claim_ids() -> set[str]:
     """The claim ids of the fast tier's implementation claims, as pytest collects them."""
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "claims"), "--collect-only", "-q", "-m",
-         "not slow and not theory", "-p", "no:cacheprovider"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "claims"),
+            "--collect-only",
+            "-q",
+            "-m",
+            "not slow and not theory",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     ids = set()
@@ -88,8 +101,9 @@ def test_harmless_mutant_fails_no_more_than_the_reference(mutant: str) -> None:
     runs = _table()["runs"]
     killed = sum(run["killed"] for run in runs[mutant].values())
     reference = sum(run["killed"] for run in runs["torch"].values())
-    assert killed <= reference + 1, (f"{mutant} ({BY_NAME[mutant].harmless}) killed at {killed} seeds, "
-                                     f"the reference fails at {reference}")
+    assert killed <= reference + 1, (
+        f"{mutant} ({BY_NAME[mutant].harmless}) killed at {killed} seeds, the reference fails at {reference}"
+    )
 
 
 # ----- live runs ---------------------------------------------------------------------------------
@@ -112,8 +126,23 @@ def _run_claims(impl: str, select: str, tmp_path: Path) -> tuple[subprocess.Comp
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
     env.pop("TOYMODEL_IMPL", None)
     env.pop("PYTEST_ADDOPTS", None)
-    cmd = [sys.executable, "-m", "pytest", str(ROOT / "claims"), "-k", select, "--impl", impl,
-           "-p", "no:cacheprovider", "-q", "--claims-report", str(report), "-W", "error"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(ROOT / "claims"),
+        "-k",
+        select,
+        "--impl",
+        impl,
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--claims-report",
+        str(report),
+        "-W",
+        "error",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     data = json.loads(report.read_text()) if report.exists() else {}
     return proc, data
@@ -128,11 +157,14 @@ def test_mutant_fails_a_claim(mutant: str, tmp_path: Path) -> None:
     assert "failed" in verdicts.values(), f"{mutant} passed every selected claim: {verdicts}"
 
 
-@pytest.mark.parametrize(("mutant", "expected"), [
-    ("returns_nan", "result field 'W' holds a non-finite value (nan) at index (0, 0, 0)"),
-    ("wrong_shape", "result field 'W' has shape (28, 20, 5), expected (28, 5, 20)"),
-    ("raises", "raised RuntimeError on spec"),
-])
+@pytest.mark.parametrize(
+    ("mutant", "expected"),
+    [
+        ("returns_nan", "result field 'W' holds a non-finite value (nan) at index (0, 0, 0)"),
+        ("wrong_shape", "result field 'W' has shape (28, 20, 5), expected (28, 5, 20)"),
+        ("raises", "raised RuntimeError on spec"),
+    ],
+)
 def test_broken_result_is_one_clear_line(mutant: str, expected: str, tmp_path: Path) -> None:
     proc, _ = _run_claims(f"mutants:{mutant}", "linear_top_m", tmp_path)
     assert proc.returncode == 1

@@ -81,14 +81,20 @@ def test_best_by_expected_loss_picks_the_exact_optimum() -> None:
     W = np.stack([cands[k][0] for k in order])
     b = np.stack([cands[k][1] for k in order])
     steps = expected_loss_steps(spec)
-    raw = {"W": W, "b": b, "loss_steps": steps, "loss_curve": np.zeros((3, steps.size)),
-           "eval_loss": [0.0, 1.0, 2.0]}
+    raw = {
+        "W": W,
+        "b": b,
+        "loss_steps": steps,
+        "loss_curve": np.zeros((3, steps.size)),
+        "eval_loss": [0.0, 1.0, 2.0],
+    }
     result = validate(raw, spec, "test")
     pick, Wb, loss = P.best_by_expected_loss(result)
     np.testing.assert_array_equal(pick, [1])
     np.testing.assert_allclose(Wb[0], cands["antipodal"][0])
     assert loss[0] == pytest.approx(float(T.closed_form_losses_n2(0.5, 0.1)[2]), rel=1e-9)
-    np.testing.assert_allclose(P.expected_losses(result), T.closed_form_losses_n2(0.5, 0.1)[[0, 2, 1]],
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        P.expected_losses(result), T.closed_form_losses_n2(0.5, 0.1)[[0, 2, 1]], rtol=1e-9
+    )
     with pytest.raises(ValueError, match="relu_output"):
         P.expected_losses(validate(raw, spec.replace(model="linear"), "test"))

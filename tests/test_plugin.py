@@ -9,7 +9,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-FAKE_IMPL = '''
+FAKE_IMPL = """
 import numpy as np
 from toymodel import models
 from toymodel.result import Result
@@ -45,7 +45,7 @@ def short_curve(spec):
     return {"W": r.W, "b": r.b, "loss_steps": [1.0], "loss_curve": r.loss_curve}
 
 not_callable = 3
-'''
+"""
 
 CLAIMS = '''
 import pytest
@@ -100,16 +100,26 @@ def test_header_names_the_implementation(suite: pytest.Pytester) -> None:
 def test_failure_is_one_line_with_measured_bound_impl_seed(suite: pytest.Pytester) -> None:
     res = suite.runpytest("--impl", "fakeimpl:weak", "--claims-seed", "3", "-k", "first_feature")
     res.assert_outcomes(failed=1)
-    res.stdout.fnmatch_lines(["*[[]first_feature[]] ||W_0||: measured 0.1414, expected > 0.5 "
-                              "(implementation 'fakeimpl:weak', claims seed 3)*"])
+    res.stdout.fnmatch_lines(
+        [
+            "*[[]first_feature[]] ||W_0||: measured 0.1414, expected > 0.5 "
+            "(implementation 'fakeimpl:weak', claims seed 3)*"
+        ]
+    )
     assert "Traceback" not in res.stdout.str()
 
 
-@pytest.mark.parametrize(("impl", "message"), [
-    ("fakeimpl:nan",
-     "implementation 'fakeimpl:nan': result field 'W' holds a non-finite value (nan) at index (0, 0, 1)"),
-    ("fakeimpl:boom", "implementation 'fakeimpl:boom' raised ZeroDivisionError on spec"),
-])  # one that cannot even be loaded ends the run at its start: tests/test_faults.py
+@pytest.mark.parametrize(
+    ("impl", "message"),
+    [
+        (
+            "fakeimpl:nan",
+            "implementation 'fakeimpl:nan': result field 'W' holds a "
+            "non-finite value (nan) at index (0, 0, 1)",
+        ),
+        ("fakeimpl:boom", "implementation 'fakeimpl:boom' raised ZeroDivisionError on spec"),
+    ],
+)  # one that cannot even be loaded ends the run at its start: tests/test_faults.py
 def test_broken_implementations_fail_clearly(suite: pytest.Pytester, impl: str, message: str) -> None:
     res = suite.runpytest("--impl", impl, "-k", "first_feature")
     res.assert_outcomes(failed=1)
@@ -147,10 +157,16 @@ def test_report_json(suite: pytest.Pytester) -> None:
     assert data["implementation"] == "fakeimpl:weak" and data["claims_seed"] == 0
     by_id = {c["claim"]: c for c in data["claims"]}
     assert by_id["first_feature"]["verdict"] == "failed"
-    assert by_id["first_feature"]["checks"][0] == {"key": "norm0", "what": "||W_0||", "passed": False,
-                                                   "measured": pytest.approx(0.02**0.5), "bound": "> 0.5",
-                                                   "value": pytest.approx(0.02**0.5), "lower": 0.5,
-                                                   "upper": None}
+    assert by_id["first_feature"]["checks"][0] == {
+        "key": "norm0",
+        "what": "||W_0||",
+        "passed": False,
+        "measured": pytest.approx(0.02**0.5),
+        "bound": "> 0.5",
+        "value": pytest.approx(0.02**0.5),
+        "lower": 0.5,
+        "upper": None,
+    }
     assert by_id["renamed_claim"]["verdict"] == "passed"
     assert by_id["renamed_claim"]["values"]["seed_used"] == 0
     assert len(by_id["first_feature"]["spec_hashes"]) == 1
@@ -159,8 +175,12 @@ def test_report_json(suite: pytest.Pytester) -> None:
     assert data["theory_summary"] == {"passed": 1}
     assert [c["claim"] for c in data["theory"]] == ["closed_form"]
     assert "closed_form" not in by_id
-    res.stdout.fnmatch_lines(["*verdicts on the implementation: 1 failed, 1 passed, 1 xfailed*",
-                              "*theory tier*no implementation involved*: 1 passed*"])
+    res.stdout.fnmatch_lines(
+        [
+            "*verdicts on the implementation: 1 failed, 1 passed, 1 xfailed*",
+            "*theory tier*no implementation involved*: 1 passed*",
+        ]
+    )
 
 
 def test_baselines_missing_regen_and_drift(suite: pytest.Pytester) -> None:
@@ -239,8 +259,12 @@ def test_a_broken_implementation_fails_even_an_expected_failure(suite: pytest.Py
         res = suite.runpytest("--impl", impl, "-k", "known_failure")
         res.assert_outcomes(failed=1)
         assert "Traceback" not in res.stdout.str()
-    res.stdout.fnmatch_lines(["*known_failure: implementation 'fakeimpl:short_curve': result field "
-                              "'loss_steps' is [[]1.], expected [[]5.]*"])
+    res.stdout.fnmatch_lines(
+        [
+            "*known_failure: implementation 'fakeimpl:short_curve': result field "
+            "'loss_steps' is [[]1.], expected [[]5.]*"
+        ]
+    )
     res = suite.runpytest("--impl", "fakeimpl:weak", "-k", "known_failure")
     res.assert_outcomes(xfailed=1)
 

@@ -33,9 +33,17 @@ def test_readme_adapter_meets_the_contract(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setitem(sys.modules, "mylib", fake)
     namespace: dict[str, object] = {}
     exec(compile(_adapter_source(), "my_adapter.py", "exec"), namespace)
-    spec = Spec(model="relu_output", n=4, m=2, importance=[1] * 4, density=[[0.1] * 4, [0.5] * 4],
-                groups=(FeatureGroup("correlated", (0, 1)),), restarts=2, eval_samples=256,
-                train=TrainConfig(steps=250, log_every=100))
+    spec = Spec(
+        model="relu_output",
+        n=4,
+        m=2,
+        importance=[1] * 4,
+        density=[[0.1] * 4, [0.5] * 4],
+        groups=(FeatureGroup("correlated", (0, 1)),),
+        restarts=2,
+        eval_samples=256,
+        train=TrainConfig(steps=250, log_every=100),
+    )
     result = validate(namespace["train"](spec), spec, "my_adapter:train")  # type: ignore[operator]
     assert result.loss_steps.tolist() == [100, 200, 250]
     assert result.W.shape == (4, 2, 4)

@@ -16,8 +16,13 @@ def _sigmoid(t: np.ndarray, at: float, width: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(t - at) / width))
 
 
-def staged(levels: tuple[float, ...], drops_at: tuple[float, ...], noise: float = 0.01,
-           seed: int = 0, width: float = 150.0) -> np.ndarray:
+def staged(
+    levels: tuple[float, ...],
+    drops_at: tuple[float, ...],
+    noise: float = 0.01,
+    seed: int = 0,
+    width: float = 150.0,
+) -> np.ndarray:
     """A fast initial descent onto levels[0], then quick falls to each next level at drops_at."""
     log = np.full(STEPS.shape, np.log(levels[0]))
     for a, b, at in zip(levels, levels[1:], drops_at, strict=False):

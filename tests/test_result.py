@@ -21,8 +21,16 @@ from toymodel.spec import Spec, TrainConfig
 
 
 def spec(model: str = "relu_output") -> Spec:
-    return Spec(model=model, n=3, m=2, importance=[1] * 3, density=[[0.1] * 3, [0.5] * 3], restarts=2,  # type: ignore[arg-type]
-                train=TrainConfig(steps=35, log_every=10), eval_samples=2048)
+    return Spec(
+        model=model,  # type: ignore[arg-type]
+        n=3,
+        m=2,
+        importance=[1] * 3,
+        density=[[0.1] * 3, [0.5] * 3],
+        restarts=2,
+        train=TrainConfig(steps=35, log_every=10),
+        eval_samples=2048,
+    )
 
 
 def raw(s: Spec) -> dict[str, object]:
@@ -47,18 +55,24 @@ def test_valid_result_is_float64_and_read_only() -> None:
     assert set(r.params) == {"W", "b"}
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("W", np.zeros((4, 3, 2)), "result field 'W' has shape (4, 3, 2), expected (4, 2, 3)"),
-    ("b", None, "result field 'b' is missing"),
-    ("eval_loss", np.array([0.1, 0.2]), "result field 'eval_loss' has shape (2,), expected (4,)"),
-    ("loss_curve", np.full((4, 4), np.inf), "'loss_curve' holds a non-finite value (inf)"),
-    ("W", "weights", "result field 'W' is not numeric"),
-    ("loss_steps", np.array([10, 10, 20, 30]),
-     "'loss_steps' is [10., 10., 20., 30.], expected [10., 20., 30., 35.]"),
-    ("loss_steps", np.array([10, 20, 30]), "'loss_steps' has shape (3,), expected (4,)"),
-    ("loss_steps", 5.0, "'loss_steps' has shape ()"),
-    ("W2", np.zeros((4, 3, 2)), "'W2' is only for 'abs' models"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("W", np.zeros((4, 3, 2)), "result field 'W' has shape (4, 3, 2), expected (4, 2, 3)"),
+        ("b", None, "result field 'b' is missing"),
+        ("eval_loss", np.array([0.1, 0.2]), "result field 'eval_loss' has shape (2,), expected (4,)"),
+        ("loss_curve", np.full((4, 4), np.inf), "'loss_curve' holds a non-finite value (inf)"),
+        ("W", "weights", "result field 'W' is not numeric"),
+        (
+            "loss_steps",
+            np.array([10, 10, 20, 30]),
+            "'loss_steps' is [10., 10., 20., 30.], expected [10., 20., 30., 35.]",
+        ),
+        ("loss_steps", np.array([10, 20, 30]), "'loss_steps' has shape (3,), expected (4,)"),
+        ("loss_steps", 5.0, "'loss_steps' has shape ()"),
+        ("W2", np.zeros((4, 3, 2)), "'W2' is only for 'abs' models"),
+    ],
+)
 def test_contract_violations_are_named(field: str, value: object, message: str) -> None:
     data = raw(spec())
     if value is None:
@@ -111,12 +125,15 @@ def test_the_suite_scores_the_held_out_loss_itself() -> None:
     assert f"recomputed {mean[0]:.6g}" in line and "4 of 4 instances differ" in line
 
 
-@pytest.mark.parametrize(("change", "flagged"), [
-    (lambda m, se: m + 2 * se, False),         # sampling noise of an implementation's own sample
-    (lambda m, se: m * 1.5, True),             # a different loss (e.g. with an L1 term)
-    (lambda m, se: np.full_like(m, np.nan), True),
-    (lambda m, se: np.where(np.arange(m.size) == 2, -1e-9, m), True),  # impossible: negative
-])
+@pytest.mark.parametrize(
+    ("change", "flagged"),
+    [
+        (lambda m, se: m + 2 * se, False),  # sampling noise of an implementation's own sample
+        (lambda m, se: m * 1.5, True),  # a different loss (e.g. with an L1 term)
+        (lambda m, se: np.full_like(m, np.nan), True),
+        (lambda m, se: np.where(np.arange(m.size) == 2, -1e-9, m), True),  # impossible: negative
+    ],
+)
 def test_reported_losses_are_compared_within_sampling_tolerance(change: object, flagged: bool) -> None:
     s = spec()
     data = raw(s)

@@ -12,18 +12,26 @@ from toymodel.result import Result, expected_loss_steps, validate
 from toymodel.spec import ModelKind, Spec
 
 # settings x restarts held-out losses; the best restarts are 2, 0, 3 (setting 1 has a tie 0/1).
-LOSSES = np.array([
-    [0.30, 0.20, 0.10, 0.40],
-    [0.05, 0.05, 0.50, 0.60],
-    [0.90, 0.80, 0.70, 0.01],
-])
+LOSSES = np.array(
+    [
+        [0.30, 0.20, 0.10, 0.40],
+        [0.05, 0.05, 0.50, 0.60],
+        [0.90, 0.80, 0.70, 0.01],
+    ]
+)
 
 
 def synthetic_result(model: ModelKind = "relu_output") -> Result:
     """3 settings x 4 restarts whose weights are filled with their instance index."""
     n, m, settings, restarts = 3, 2, 3, 4
-    spec = Spec(model=model, n=n, m=m, importance=((1.0,) * n,),
-                density=((1.0,) * n, (0.5,) * n, (0.1,) * n), restarts=restarts)
+    spec = Spec(
+        model=model,
+        n=n,
+        m=m,
+        importance=((1.0,) * n,),
+        density=((1.0,) * n, (0.5,) * n, (0.1,) * n),
+        restarts=restarts,
+    )
     inst = np.arange(settings * restarts, dtype=float)
     raw = {
         "W": np.broadcast_to(inst[:, None, None], (spec.instances, m, n)),
@@ -87,11 +95,13 @@ def test_best_of_abs_model_carries_W2() -> None:
 
 
 def test_best_by_label() -> None:
-    labels = np.array([
-        ["pentagon", "square", "pentagon", "other"],
-        ["square", "square", "square", "pentagon"],
-        ["pentagon", "pentagon", "square", "pentagon"],
-    ])
+    labels = np.array(
+        [
+            ["pentagon", "square", "pentagon", "other"],
+            ["square", "square", "square", "pentagon"],
+            ["pentagon", "pentagon", "square", "pentagon"],
+        ]
+    )
     best = select.best_by_label(LOSSES, labels)
     assert list(best) == ["other", "pentagon", "square"]
     np.testing.assert_array_equal(best["pentagon"], [0.10, 0.60, 0.01])

@@ -40,8 +40,9 @@ def test_sparse_step_equals_dense_step(model: str) -> None:
     imp = torch.tensor(spec.importance_array(per_instance=True), dtype=torch.float32)
     l1 = torch.tensor([0.01, 0.0, 0.02, 0.03])
     loss_dense = gradients.loss_and_grads(model, p, g_dense, x, imp, l1)
-    loss_sparse = gradients.unfused_loss_and_grads(model, p.W, p.b, p.W2, g_sparse.W, g_sparse.b, g_sparse.W2,
-                                   torch.from_numpy(xs), imp, l1, B)
+    loss_sparse = gradients.unfused_loss_and_grads(
+        model, p.W, p.b, p.W2, g_sparse.W, g_sparse.b, g_sparse.W2, torch.from_numpy(xs), imp, l1, B
+    )
     loss_sparse += sparse.zero_rows_loss_and_grad(model, p.b, imp, B - R, B, g_sparse.b)
     torch.testing.assert_close(loss_sparse, loss_dense, rtol=1e-4, atol=1e-6)
     for name, view in g_sparse.as_dict().items():
@@ -124,7 +125,11 @@ def test_plan_groups_by_density() -> None:
     dens = np.array([[1.0] * 4, [0.1] * 4, [0.001] * 4, [0.001] * 4, [0.0011] * 4, [0.01] * 4, [1.0] * 4])
     groups = pipeline.plan(dens, 1024, sparse_ok=True)
     assert [(g.start, g.stop, g.sparse) for g in groups] == [
-        (0, 2, False), (2, 5, True), (5, 6, True), (6, 7, False)]
+        (0, 2, False),
+        (2, 5, True),
+        (5, 6, True),
+        (6, 7, False),
+    ]
     assert all(not g.sparse for g in pipeline.plan(dens, 1024, sparse_ok=False))
 
 
@@ -135,21 +140,38 @@ def test_mixed_density_run_learns_like_plain(model: str) -> None:
     from toymodel import plain as torch_plain
 
     n = 8
-    spec = Spec(model=model, n=n, m=3, importance=[0.9**i for i in range(n)],  # type: ignore[arg-type]
-                density=[[1.0] * n, [0.3] * n, [0.01] * n, [0.003] * n], restarts=5, seed=1,
-                train=TrainConfig(steps=300, batch_size=512, lr=1e-2, log_every=100))
+    spec = Spec(
+        model=model,  # type: ignore[arg-type]
+        n=n,
+        m=3,
+        importance=[0.9**i for i in range(n)],
+        density=[[1.0] * n, [0.3] * n, [0.01] * n, [0.003] * n],
+        restarts=5,
+        seed=1,
+        train=TrainConfig(steps=300, batch_size=512, lr=1e-2, log_every=100),
+    )
+
     def weights(raw: dict) -> dict:
         return {k: raw[k] for k in ("W", "b", "W2") if raw.get(k) is not None}
 
-    fast, plain = (np.median(models.eval_loss(spec, weights(impl.train(spec))).reshape(4, 5), axis=1)
-                   for impl in (training, torch_plain))
+    fast, plain = (
+        np.median(models.eval_loss(spec, weights(impl.train(spec))).reshape(4, 5), axis=1)
+        for impl in (training, torch_plain)
+    )
     np.testing.assert_allclose(fast, plain, rtol=0.1)
 
 
 def test_fast_run_is_deterministic() -> None:
     n = 6
-    spec = Spec(model="relu_output", n=n, m=2, importance=[1.0] * n, density=[[1.0] * n, [0.005] * n],
-                seed=2, train=TrainConfig(steps=30, batch_size=128, lr=1e-2, log_every=10))
+    spec = Spec(
+        model="relu_output",
+        n=n,
+        m=2,
+        importance=[1.0] * n,
+        density=[[1.0] * n, [0.005] * n],
+        seed=2,
+        train=TrainConfig(steps=30, batch_size=128, lr=1e-2, log_every=10),
+    )
     a, b = training.train(spec), training.train(spec)
     np.testing.assert_array_equal(a["W"], b["W"])
     np.testing.assert_array_equal(a["loss_curve"], b["loss_curve"])

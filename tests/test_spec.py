@@ -27,30 +27,39 @@ def base(**kw: object) -> Spec:
     return Spec(**args)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("changes", "field", "value"), [
-    ({"n": 0}, "n", "0"),
-    ({"m": -1}, "m", "-1"),
-    ({"n": 2.5}, "n", "2.5"),
-    ({"model": "relu"}, "model", "'relu'"),
-    ({"density": [0.1, 0.2, 1.5, 0.1]}, "density[0][2]", "1.5"),
-    ({"density": [0.1, -0.2, 0.1, 0.1]}, "density[0][1]", "-0.2"),
-    ({"importance": [1.0, math.nan, 1.0, 1.0]}, "importance[0][1]", "nan"),
-    ({"importance": [1.0, -1.0, 1.0, 1.0]}, "importance[0][1]", "-1.0"),
-    ({"importance": [1.0, 1.0, 1.0]}, "importance", "shape"),
-    ({"importance": [[1.0] * 4] * 2, "density": [[0.1] * 4] * 3}, "importance", "2 settings"),
-    ({"restarts": 0}, "restarts", "0"),
-    ({"seed": -3}, "seed", "-3"),
-    ({"eval_samples": 0}, "eval_samples", "0"),
-    ({"values": "gaussian"}, "values", "'gaussian'"),
-    ({"hidden_l1": [0.1, 0.2]}, "hidden_l1", "one value per setting"),
-    ({"hidden_l1": [-0.1]}, "hidden_l1", ">= 0"),
-    ({"groups": (FeatureGroup("correlated", (0, 7)),)}, "groups[0].features", "outside"),
-    ({"groups": (FeatureGroup("correlated", (0, 1)), FeatureGroup("anticorrelated", (1, 2)))},
-     "groups[1].features", "more than one group"),
-    ({"groups": (FeatureGroup("correlated", (0, 1)),), "density": [0.1, 0.2, 0.1, 0.1]},
-     "groups[0]", "share one density"),
-    ({"device": ""}, "device", "device name"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field", "value"),
+    [
+        ({"n": 0}, "n", "0"),
+        ({"m": -1}, "m", "-1"),
+        ({"n": 2.5}, "n", "2.5"),
+        ({"model": "relu"}, "model", "'relu'"),
+        ({"density": [0.1, 0.2, 1.5, 0.1]}, "density[0][2]", "1.5"),
+        ({"density": [0.1, -0.2, 0.1, 0.1]}, "density[0][1]", "-0.2"),
+        ({"importance": [1.0, math.nan, 1.0, 1.0]}, "importance[0][1]", "nan"),
+        ({"importance": [1.0, -1.0, 1.0, 1.0]}, "importance[0][1]", "-1.0"),
+        ({"importance": [1.0, 1.0, 1.0]}, "importance", "shape"),
+        ({"importance": [[1.0] * 4] * 2, "density": [[0.1] * 4] * 3}, "importance", "2 settings"),
+        ({"restarts": 0}, "restarts", "0"),
+        ({"seed": -3}, "seed", "-3"),
+        ({"eval_samples": 0}, "eval_samples", "0"),
+        ({"values": "gaussian"}, "values", "'gaussian'"),
+        ({"hidden_l1": [0.1, 0.2]}, "hidden_l1", "one value per setting"),
+        ({"hidden_l1": [-0.1]}, "hidden_l1", ">= 0"),
+        ({"groups": (FeatureGroup("correlated", (0, 7)),)}, "groups[0].features", "outside"),
+        (
+            {"groups": (FeatureGroup("correlated", (0, 1)), FeatureGroup("anticorrelated", (1, 2)))},
+            "groups[1].features",
+            "more than one group",
+        ),
+        (
+            {"groups": (FeatureGroup("correlated", (0, 1)),), "density": [0.1, 0.2, 0.1, 0.1]},
+            "groups[0]",
+            "share one density",
+        ),
+        ({"device": ""}, "device", "device name"),
+    ],
+)
 def test_invalid_field_is_named(changes: dict[str, object], field: str, value: str) -> None:
     with pytest.raises(SpecError) as info:
         base(**changes)
@@ -58,18 +67,21 @@ def test_invalid_field_is_named(changes: dict[str, object], field: str, value: s
     assert f"'{field}'" in msg and value in msg, msg
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"steps": 0}, "train.steps"),
-    ({"batch_size": -5}, "train.batch_size"),
-    ({"lr": 0.0}, "train.lr"),
-    ({"lr": math.inf}, "train.lr"),
-    ({"weight_decay": -0.1}, "train.weight_decay"),
-    ({"betas": (0.9, 1.0)}, "train.betas[1]"),
-    ({"betas": (0.9,)}, "train.betas"),
-    ({"schedule": "step"}, "train.schedule"),
-    ({"init_std": 0.0}, "train.init_std"),
-    ({"log_every": 0}, "train.log_every"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"steps": 0}, "train.steps"),
+        ({"batch_size": -5}, "train.batch_size"),
+        ({"lr": 0.0}, "train.lr"),
+        ({"lr": math.inf}, "train.lr"),
+        ({"weight_decay": -0.1}, "train.weight_decay"),
+        ({"betas": (0.9, 1.0)}, "train.betas[1]"),
+        ({"betas": (0.9,)}, "train.betas"),
+        ({"schedule": "step"}, "train.schedule"),
+        ({"init_std": 0.0}, "train.init_std"),
+        ({"log_every": 0}, "train.log_every"),
+    ],
+)
 def test_invalid_train_field_is_named(changes: dict[str, object], field: str) -> None:
     with pytest.raises(SpecError) as info:
         TrainConfig(**changes)  # type: ignore[arg-type]
@@ -99,17 +111,31 @@ def test_broadcasting_and_derived_arrays() -> None:
 
 
 @given(
-    n=st.integers(1, 6), m=st.integers(1, 4), settings=st.integers(1, 3), restarts=st.integers(1, 3),
-    seed=st.integers(0, 2**31), data=st.data(),
+    n=st.integers(1, 6),
+    m=st.integers(1, 4),
+    settings=st.integers(1, 3),
+    restarts=st.integers(1, 3),
+    seed=st.integers(0, 2**31),
+    data=st.data(),
 )
-def test_json_round_trip_and_hash(n: int, m: int, settings: int, restarts: int, seed: int,
-                                  data: st.DataObject) -> None:
-    dens = data.draw(st.lists(st.lists(st.floats(0, 1), min_size=n, max_size=n),
-                              min_size=settings, max_size=settings))
+def test_json_round_trip_and_hash(
+    n: int, m: int, settings: int, restarts: int, seed: int, data: st.DataObject
+) -> None:
+    dens = data.draw(
+        st.lists(st.lists(st.floats(0, 1), min_size=n, max_size=n), min_size=settings, max_size=settings)
+    )
     imp = data.draw(st.lists(st.floats(0, 10), min_size=n, max_size=n))
     model = data.draw(st.sampled_from(["linear", "relu_output", "relu_hidden", "abs"]))
-    spec = Spec(model=model, n=n, m=m, importance=imp, density=dens, restarts=restarts, seed=seed,  # type: ignore[arg-type]
-                train=TrainConfig(steps=data.draw(st.integers(1, 10**5))))
+    spec = Spec(
+        model=model,  # type: ignore[arg-type]
+        n=n,
+        m=m,
+        importance=imp,
+        density=dens,
+        restarts=restarts,
+        seed=seed,
+        train=TrainConfig(steps=data.draw(st.integers(1, 10**5))),
+    )
     again = Spec.from_json(spec.to_json())
     assert again == spec
     assert again.hash() == spec.hash()
@@ -151,23 +177,31 @@ def test_hash_is_pinned() -> None:
 def test_numpy_scalars_become_python_ones() -> None:
     """A numpy count or rate is accepted and stored as the Python number it equals, so the spec
     still serialises (``json`` takes no numpy scalars) and hashes like its plain twin."""
-    spec = base(n=np.int64(4), m=np.int32(2), seed=np.uint8(3), restarts=np.int64(2),
-                train=TrainConfig(steps=np.int64(7), lr=np.float32(0.5), weight_decay=np.float64(0.0)))
+    spec = base(
+        n=np.int64(4),
+        m=np.int32(2),
+        seed=np.uint8(3),
+        restarts=np.int64(2),
+        train=TrainConfig(steps=np.int64(7), lr=np.float32(0.5), weight_decay=np.float64(0.0)),
+    )
     plain = base(seed=3, restarts=2, train=TrainConfig(steps=7, lr=0.5, weight_decay=0.0))
     assert spec == plain and spec.to_json() == plain.to_json()
     assert type(spec.n) is int and type(spec.train.steps) is int and type(spec.train.lr) is float
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"importance": [True, False, True, True]}, "importance"),
-    ({"density": ["0.1", "0.1", "0.1", "0.1"]}, "density"),
-    ({"hidden_l1": ["0.1"]}, "hidden_l1"),
-    ({"groups": (FeatureGroup("correlated", (0, 1)), 3)}, "groups[1]"),
-    ({"model": ["linear"]}, "model"),
-    ({"values": 1}, "values"),
-    ({"seed": 2**63}, "seed"),
-    ({"n": 2**63}, "n"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"importance": [True, False, True, True]}, "importance"),
+        ({"density": ["0.1", "0.1", "0.1", "0.1"]}, "density"),
+        ({"hidden_l1": ["0.1"]}, "hidden_l1"),
+        ({"groups": (FeatureGroup("correlated", (0, 1)), 3)}, "groups[1]"),
+        ({"model": ["linear"]}, "model"),
+        ({"values": 1}, "values"),
+        ({"seed": 2**63}, "seed"),
+        ({"n": 2**63}, "n"),
+    ],
+)
 def test_wrong_types_are_named(changes: dict[str, object], field: str) -> None:
     with pytest.raises(SpecError, match=f"'{re.escape(field)}'"):
         base(**changes)

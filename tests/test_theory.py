@@ -50,8 +50,9 @@ def test_closed_forms_equal_monte_carlo_of_the_configurations(r: float, s: float
     ]:
         imp = np.ones((len(names), n))
         imp[:, -1] = r
-        mean, se = T.mc_loss("relu_output", _stack(cands, names), imp, np.full((len(names), n), s),
-                             100_000, rng)
+        mean, se = T.mc_loss(
+            "relu_output", _stack(cands, names), imp, np.full((len(names), n), s), 100_000, rng
+        )
         assert np.all(se > 0)
         z = (mean - closed) / se
         assert np.all(np.abs(z) < 4.0), (n, names, mean, closed, z)
@@ -166,12 +167,14 @@ def test_mc_loss_is_the_models_loss_on_the_same_sample() -> None:
 
 def test_mc_loss_over_several_chunks_and_validation() -> None:
     W, b = T.candidate_params_n2(0.5)["antipodal"]
-    mean, se = T.mc_loss("relu_output", {"W": W[None], "b": b[None]}, [1.0, 1.0], [0.5, 0.5],
-                         150_000, np.random.default_rng(1))
+    mean, se = T.mc_loss(
+        "relu_output", {"W": W[None], "b": b[None]}, [1.0, 1.0], [0.5, 0.5], 150_000, np.random.default_rng(1)
+    )
     assert abs(mean[0] - 2 * 0.25 / 6) < 4 * se[0]
     with pytest.raises(ValueError, match="2 samples"):
-        T.mc_loss("relu_output", {"W": W[None], "b": b[None]}, [1.0, 1.0], [0.5, 0.5], 1,
-                  np.random.default_rng(1))
+        T.mc_loss(
+            "relu_output", {"W": W[None], "b": b[None]}, [1.0, 1.0], [0.5, 0.5], 1, np.random.default_rng(1)
+        )
 
 
 # ----- deterministic expected loss ------------------------------------------------------------
@@ -283,7 +286,8 @@ def test_expected_loss_default_panels_agree_with_a_finer_rule() -> None:
         W, b = _random_model(rng, 5)
         imp = rng.random(5) + 0.5
         assert T.expected_loss(W, b, imp, density)[0] == pytest.approx(
-            T.expected_loss(W, b, imp, density, panels=fine)[0], rel=2e-5)
+            T.expected_loss(W, b, imp, density, panels=fine)[0], rel=2e-5
+        )
 
 
 # ----- minimisation and geometry --------------------------------------------------------------
@@ -319,8 +323,9 @@ def test_pentagon_and_square_minima_cross_as_one_feature_becomes_rarer() -> None
         den = np.full(5, 0.05)
         den[4] *= rel
         Wp, _, pent = T.minimise_expected_loss(T.regular_polygon(5, 5, 1.1), np.full(5, -0.1), 1.0, den)
-        Ws, _, square = T.minimise_expected_loss(T.digon_square(5, [(0, 2), (1, 3)], 1.1),
-                                                 np.full(5, -0.1), 1.0, den)
+        Ws, _, square = T.minimise_expected_loss(
+            T.digon_square(5, [(0, 2), (1, 3)], 1.1), np.full(5, -0.1), 1.0, den
+        )
         assert np.linalg.norm(Wp, axis=0).min() > 1.0  # stayed a pentagon
         assert np.linalg.norm(Ws[:, 4]) < 1e-3  # stayed a square
         gaps[rel] = (pent - square) / square

@@ -96,10 +96,18 @@ def _theory_at_base_density(base: float) -> Callable[[pytest.MonkeyPatch], None]
 
     def patch(mp: pytest.MonkeyPatch) -> None:
         mp.setattr(ex, "BASE_DENSITY", base)
-        replace(mp, theory, "pentagon_minima",
-                functools.lru_cache(maxsize=256)(theory.pentagon_minima.__wrapped__))
-        replace(mp, theory, "pentagon_crossover",
-                functools.lru_cache(maxsize=4)(theory.pentagon_crossover.__wrapped__))
+        replace(
+            mp,
+            theory,
+            "pentagon_minima",
+            functools.lru_cache(maxsize=256)(theory.pentagon_minima.__wrapped__),
+        )
+        replace(
+            mp,
+            theory,
+            "pentagon_crossover",
+            functools.lru_cache(maxsize=4)(theory.pentagon_crossover.__wrapped__),
+        )
 
     return patch
 

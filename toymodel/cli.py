@@ -46,61 +46,94 @@ def _error(message: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=PROG, description="Check an implementation of the toy models of "
-                                 "superposition against the paper's claims.",
-                                 epilog="exit status: 0 all passed, 1 a claim failed, 2 usage or contract "
-                                        "error, 130 interrupted")
+    ap = argparse.ArgumentParser(
+        prog=PROG,
+        description="Check an implementation of the toy models of superposition against the paper's claims.",
+        epilog="exit status: 0 all passed, 1 a claim failed, 2 usage or contract error, 130 interrupted",
+    )
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    check = sub.add_parser("check", help="run the claims against an implementation, then a verdict table",
-                           description="Run the claims against an implementation; unknown arguments go to "
-                                       "pytest.")
-    check.add_argument("--impl", help="implementation: torch, numpy, torch-plain or module:attr "
-                                      "(default: $TOYMODEL_IMPL, else torch)")
+    check = sub.add_parser(
+        "check",
+        help="run the claims against an implementation, then a verdict table",
+        description="Run the claims against an implementation; unknown arguments go to pytest.",
+    )
+    check.add_argument(
+        "--impl",
+        help="implementation: torch, numpy, torch-plain or module:attr (default: $TOYMODEL_IMPL, else torch)",
+    )
     check.add_argument("-k", dest="k", metavar="EXPR", help="select claims by id or section, as pytest -k")
     check.add_argument("-m", dest="m", metavar="EXPR", help="select by marker, as pytest -m (e.g. slow)")
-    check.add_argument("--seeds", metavar="K|LIST", help="run the fast tier at K seeds (or e.g. 0-4,9) and "
-                                                          "decide each claim over them")
+    check.add_argument(
+        "--seeds",
+        metavar="K|LIST",
+        help="run the fast tier at K seeds (or e.g. 0-4,9) and decide each claim over them",
+    )
     check.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="with --seeds: runs at a time")
-    check.add_argument("--executor", metavar="SPEC",
-                       help="train every spec the claims need first, on: inprocess, processes[:N], "
-                            "dask-local[:N] or dask://HOST:PORT (default: $TOYMODEL_EXECUTOR, else each "
-                            "claim trains when it runs)")
-    check.add_argument("--device", metavar="NAME", help="train every spec on this device: cpu, cuda "
-                                                         "(default: $TOYMODEL_DEVICE, else each spec's own)")
-    check.add_argument("-n", dest="workers", metavar="WORKERS",
-                       help="pytest-xdist worker processes for one seed (a number or 'auto')")
-    check.add_argument("--report", metavar="PATH", help="write the report: .html (with the JSON beside it) "
-                                                        "or .json")
+    check.add_argument(
+        "--executor",
+        metavar="SPEC",
+        help="train every spec the claims need first, on: inprocess, processes[:N], "
+        "dask-local[:N] or dask://HOST:PORT (default: $TOYMODEL_EXECUTOR, else each "
+        "claim trains when it runs)",
+    )
+    check.add_argument(
+        "--device",
+        metavar="NAME",
+        help="train every spec on this device: cpu, cuda (default: $TOYMODEL_DEVICE, else each spec's own)",
+    )
+    check.add_argument(
+        "-n",
+        dest="workers",
+        metavar="WORKERS",
+        help="pytest-xdist worker processes for one seed (a number or 'auto')",
+    )
+    check.add_argument(
+        "--report", metavar="PATH", help="write the report: .html (with the JSON beside it) or .json"
+    )
     check.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
-    train = sub.add_parser("train", help="train one spec (JSON) through an implementation",
-                           description="Train one spec through an implementation and save the result (.npz).")
+    train = sub.add_parser(
+        "train",
+        help="train one spec (JSON) through an implementation",
+        description="Train one spec through an implementation and save the result (.npz).",
+    )
     train.add_argument("spec", metavar="SPEC.json", help="a spec as written by Spec.to_json()")
     train.add_argument("-o", "--output", required=True, metavar="RESULT.npz", help="where to save the result")
     train.add_argument("--impl", help="implementation (default: $TOYMODEL_IMPL, else torch)")
-    train.add_argument("--timeout", type=float, default=0.0, metavar="SECONDS",
-                       help="time limit of the training (0: none)")
+    train.add_argument(
+        "--timeout", type=float, default=0.0, metavar="SECONDS", help="time limit of the training (0: none)"
+    )
 
-    report = sub.add_parser("report", help="render a report as HTML, from its JSON or from cached results",
-                            description="Render a claims report as one HTML page: from a JSON report, or "
-                                        "(--from-cache) by running the claims on cached results only.")
+    report = sub.add_parser(
+        "report",
+        help="render a report as HTML, from its JSON or from cached results",
+        description="Render a claims report as one HTML page: from a JSON report, or "
+        "(--from-cache) by running the claims on cached results only.",
+    )
     report.add_argument("source", nargs="?", metavar="REPORT.json", help="a JSON claims report")
     report.add_argument("-o", "--output", metavar="OUT.html", help="the page (default: the JSON's, as .html)")
-    report.add_argument("--from-cache", action="store_true",
-                        help="run the claims on cached results only; claims not cached are skipped")
+    report.add_argument(
+        "--from-cache",
+        action="store_true",
+        help="run the claims on cached results only; claims not cached are skipped",
+    )
     report.add_argument("--impl", help="with --from-cache: the implementation")
     report.add_argument("-k", dest="k", metavar="EXPR", help="with --from-cache: select claims")
     report.add_argument("-m", dest="m", metavar="EXPR", help="with --from-cache: select by marker")
     report.add_argument("--claims-seed", metavar="N", help="with --from-cache: the claims seed")
 
-    compare = sub.add_parser("compare", help="two JSON reports side by side in one HTML page",
-                             description="Two claims reports (implementations, seeds or commits) side by "
-                                         "side: verdicts, the measured values that moved, the figures.")
+    compare = sub.add_parser(
+        "compare",
+        help="two JSON reports side by side in one HTML page",
+        description="Two claims reports (implementations, seeds or commits) side by "
+        "side: verdicts, the measured values that moved, the figures.",
+    )
     compare.add_argument("a", metavar="A.json")
     compare.add_argument("b", metavar="B.json")
-    compare.add_argument("-o", "--output", default="compare.html", metavar="OUT.html",
-                         help="the page (default: compare.html)")
+    compare.add_argument(
+        "-o", "--output", default="compare.html", metavar="OUT.html", help="the page (default: compare.html)"
+    )
     compare.add_argument("--names", nargs=2, metavar=("A", "B"), help="what to call the two reports")
     return ap
 
@@ -126,12 +159,25 @@ def _check(ns: argparse.Namespace, rest: list[str]) -> int:
             return _error("-n applies to one seed; with --seeds the runs go in parallel over --jobs")
         if ns.report is not None and not ns.report.endswith(".json"):
             return _error("with --seeds the report is the verdict table, as JSON: give --report PATH.json")
-        seeds = argparse.Namespace(seeds=ns.seeds, jobs=ns.jobs, impl=ns.impl, k=ns.k, m=ns.m,
-                                   claims_report=ns.report, executor=ns.executor, device=ns.device)
+        seeds = argparse.Namespace(
+            seeds=ns.seeds,
+            jobs=ns.jobs,
+            impl=ns.impl,
+            k=ns.k,
+            m=ns.m,
+            claims_report=ns.report,
+            executor=ns.executor,
+            device=ns.device,
+        )
         return check.run_seeds(seeds, rest)
     args = [*rest]
-    chosen = (("--impl", ns.impl), ("-k", ns.k), ("-m", ns.m), ("--executor", ns.executor),
-              ("--device", ns.device))
+    chosen = (
+        ("--impl", ns.impl),
+        ("-k", ns.k),
+        ("-m", ns.m),
+        ("--executor", ns.executor),
+        ("--device", ns.device),
+    )
     for flag, value in chosen:
         if value is not None:
             args += [flag, value]
@@ -184,8 +230,10 @@ def _train(ns: argparse.Namespace) -> int:
         save(result, out)
     except OSError as exc:
         return _error(f"{out}: cannot write the result ({exc.strerror or exc})")
-    print(f"trained spec {spec.hash()} ({spec.name or spec.model}, {spec.instances} instances) with {name!r} "
-          f"in {time.monotonic() - start:.1f} s: {out}")
+    print(
+        f"trained spec {spec.hash()} ({spec.name or spec.model}, {spec.instances} instances) with {name!r} "
+        f"in {time.monotonic() - start:.1f} s: {out}"
+    )
     return 0
 
 
@@ -233,8 +281,15 @@ def _compare(ns: argparse.Namespace) -> int:
     if names[0] == names[1]:
         names = [Path(ns.a).stem, Path(ns.b).stem]
     out = Path(ns.output)
-    out.write_text(render_compare(a, b, names=names, bases=[Path(ns.a).parent, Path(ns.b).parent],
-                                  calibration=default_calibration_dir()))
+    out.write_text(
+        render_compare(
+            a,
+            b,
+            names=names,
+            bases=[Path(ns.a).parent, Path(ns.b).parent],
+            calibration=default_calibration_dir(),
+        )
+    )
     print(f"comparison: {out}")
     return 0
 

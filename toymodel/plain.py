@@ -38,8 +38,9 @@ def notebook_batch(density: Tensor, batch: int, gen: torch.Generator, values: st
     return torch.where(keep, feat, torch.zeros((), device=density.device))
 
 
-def forward_loss(model: str, params: dict[str, Tensor], x: Tensor, importance: Tensor,
-                 hidden_l1: Tensor | None) -> Tensor:
+def forward_loss(
+    model: str, params: dict[str, Tensor], x: Tensor, importance: Tensor, hidden_l1: Tensor | None
+) -> Tensor:
     """Per-instance loss by autograd-able torch ops (the notebook's einsum style)."""
     W, b = params["W"], params["b"]
     pre = torch.einsum("kbn,kmn->kbm", x, W)
@@ -67,10 +68,12 @@ def fit(
     dev = device_of(spec)
     tc = spec.train
     init = models.initial_weights(spec, init_stream)
-    params = {k: torch.tensor(v, dtype=torch.float32, device=dev, requires_grad=True)
-              for k, v in init.items()}
-    opt = torch.optim.AdamW(list(params.values()), lr=tc.lr, betas=tc.betas, eps=tc.eps,
-                            weight_decay=tc.weight_decay)
+    params = {
+        k: torch.tensor(v, dtype=torch.float32, device=dev, requires_grad=True) for k, v in init.items()
+    }
+    opt = torch.optim.AdamW(
+        list(params.values()), lr=tc.lr, betas=tc.betas, eps=tc.eps, weight_decay=tc.weight_decay
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: lr_factor(tc.schedule, t, tc.steps))
     importance = torch.tensor(spec.importance_array(per_instance=True), dtype=torch.float32, device=dev)
     density = torch.tensor(spec.density_array(per_instance=True), dtype=torch.float32, device=dev)
@@ -78,8 +81,10 @@ def fit(
     hidden_l1 = torch.tensor(l1, dtype=torch.float32, device=dev) if np.any(l1 > 0) else None
     if data is None:
         if spec.groups:
-            raise ValueError("the plain implementation samples independent features only; "
-                             f"spec {spec.name or spec.hash()} has feature groups")
+            raise ValueError(
+                "the plain implementation samples independent features only; "
+                f"spec {spec.name or spec.hash()} has feature groups"
+            )
         gen = torch_generator(spec, "plain-train", dev)
 
         def stream() -> Iterator[Tensor]:
@@ -115,7 +120,10 @@ def train(spec: Spec) -> dict[str, Any]:
     params = {k: v.detach().cpu().double().numpy().copy() for k, v in p.items()}
     wall = time.perf_counter() - start
     return dict(
-        W=params["W"], b=params["b"], W2=params.get("W2"),
-        loss_steps=steps.astype(np.float64), loss_curve=curve,
+        W=params["W"],
+        b=params["b"],
+        W2=params.get("W2"),
+        loss_steps=steps.astype(np.float64),
+        loss_curve=curve,
         meta={"torch": torch.__version__, "threads": torch.get_num_threads(), "train_seconds": wall},
     )

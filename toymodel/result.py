@@ -28,8 +28,15 @@ import numpy as np
 from .models import eval_loss_and_se
 from .spec import Spec
 
-__all__ = ["ContractError", "Result", "eval_loss_disagreement", "expected_loss_steps", "load", "save",
-           "validate"]
+__all__ = [
+    "ContractError",
+    "Result",
+    "eval_loss_disagreement",
+    "expected_loss_steps",
+    "load",
+    "save",
+    "validate",
+]
 
 #: a reported held-out loss further than this many standard errors of the difference from the
 #: suite's recomputation is reported (the implementation may have scored on a sample of its own,
@@ -115,8 +122,10 @@ def _array(who: str, name: str, value: object, shape: tuple[int, ...], *, finite
         raise ContractError(f"{who}: result field {name!r} has shape {arr.shape}, expected {shape}")
     if finite and not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ContractError(f"{who}: result field {name!r} holds a non-finite value "
-                            f"({arr[tuple(bad)]}) at index {tuple(int(x) for x in bad)}")
+        raise ContractError(
+            f"{who}: result field {name!r} holds a non-finite value "
+            f"({arr[tuple(bad)]}) at index {tuple(int(x) for x in bad)}"
+        )
     arr.setflags(write=False)
     return arr
 
@@ -138,7 +147,8 @@ def _checked_fields(data: Mapping[str, Any], spec: Spec, who: str) -> dict[str, 
             raise ContractError(
                 f"{who}: result field 'loss_steps' is {_brief(clean[name])}, expected {_brief(want)} "
                 f"(the end of every train.log_every = {spec.train.log_every} window of train.steps = "
-                f"{spec.train.steps})")
+                f"{spec.train.steps})"
+            )
     if spec.model != "abs" and data.get("W2") is not None:
         raise ContractError(f"{who}: result field 'W2' is only for 'abs' models, not {spec.model!r}")
     return clean
@@ -168,8 +178,10 @@ def validate(raw: object, spec: Spec, implementation: str) -> Result:
             raise ContractError(f"{who}: result field 'meta' must be a mapping, not {type(meta).__name__}")
         meta = dict(meta)
     else:
-        raise ContractError(f"{who} returned {type(raw).__name__}; expected a Result or a mapping "
-                            f"with fields {list(_FIELDS[:4])} (and 'W2' for abs models)")
+        raise ContractError(
+            f"{who} returned {type(raw).__name__}; expected a Result or a mapping "
+            f"with fields {list(_FIELDS[:4])} (and 'W2' for abs models)"
+        )
     if data.get("loss_steps") is None:
         raise ContractError(f"{who}: result field 'loss_steps' is missing")
     clean = _checked_fields(data, spec, who)
@@ -178,10 +190,17 @@ def validate(raw: object, spec: Spec, implementation: str) -> Result:
     for arr in (suite, se):
         arr.setflags(write=False)
     return Result(
-        spec=spec, W=clean["W"], b=clean["b"], W2=clean.get("W2"),
-        loss_steps=clean["loss_steps"], loss_curve=clean["loss_curve"],
-        eval_loss=suite, eval_loss_se=se, reported_eval_loss=clean.get("eval_loss"),
-        implementation=implementation, meta=meta,
+        spec=spec,
+        W=clean["W"],
+        b=clean["b"],
+        W2=clean.get("W2"),
+        loss_steps=clean["loss_steps"],
+        loss_curve=clean["loss_curve"],
+        eval_loss=suite,
+        eval_loss_se=se,
+        reported_eval_loss=clean.get("eval_loss"),
+        implementation=implementation,
+        meta=meta,
     )
 
 
@@ -201,18 +220,23 @@ def eval_loss_disagreement(result: Result) -> str | None:
     if not bad.any():
         return None
     k = int(np.flatnonzero(bad)[0])
-    return (f"implementation {result.implementation!r} reported held-out losses the suite does not "
-            f"confirm on spec {spec.hash()} ({spec.name or spec.model}): instance {k} reported "
-            f"{reported[k]:.6g}, recomputed {suite[k]:.6g} ± {se[k]:.2g} (tolerance {tol[k]:.2g}); "
-            f"{int(bad.sum())} of {bad.size} instances differ. The suite's numbers are used.")
+    return (
+        f"implementation {result.implementation!r} reported held-out losses the suite does not "
+        f"confirm on spec {spec.hash()} ({spec.name or spec.model}): instance {k} reported "
+        f"{reported[k]:.6g}, recomputed {suite[k]:.6g} ± {se[k]:.2g} (tolerance {tol[k]:.2g}); "
+        f"{int(bad.sum())} of {bad.size} instances differ. The suite's numbers are used."
+    )
 
 
 def save(result: Result, path: str | Path) -> None:
     """Write a result to ``.npz`` with its spec and meta embedded as JSON (atomic rename)."""
     path = Path(path)
     arrays = {f: getattr(result, f) for f in _STORED if getattr(result, f) is not None}
-    header = {"spec": result.spec.to_dict(), "implementation": result.implementation,
-              "meta": dict(result.meta)}
+    header = {
+        "spec": result.spec.to_dict(),
+        "implementation": result.implementation,
+        "meta": dict(result.meta),
+    }
     buf = io.BytesIO()
     np.savez(buf, header=np.array(json.dumps(header, default=str)), **arrays)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(buf)}.tmp")
@@ -245,11 +269,20 @@ def load(path: str | Path) -> Result:
         raise ContractError(f"{who}: no suite held-out loss stored")
     clean = _checked_fields({**data, "eval_loss": None}, spec, who)
     shape = (spec.instances,)
-    extra = {k: _array(who, k, data[k], shape, finite=k != "reported_eval_loss")
-             for k in ("eval_loss_se", "reported_eval_loss") if data.get(k) is not None}
+    extra = {
+        k: _array(who, k, data[k], shape, finite=k != "reported_eval_loss")
+        for k in ("eval_loss_se", "reported_eval_loss")
+        if data.get(k) is not None
+    }
     return Result(
-        spec=spec, W=clean["W"], b=clean["b"], W2=clean.get("W2"),
-        loss_steps=clean["loss_steps"], loss_curve=clean["loss_curve"],
-        eval_loss=_array(who, "eval_loss", suite, shape), implementation=implementation,
-        meta=header.get("meta", {}), **extra,
+        spec=spec,
+        W=clean["W"],
+        b=clean["b"],
+        W2=clean.get("W2"),
+        loss_steps=clean["loss_steps"],
+        loss_curve=clean["loss_curve"],
+        eval_loss=_array(who, "eval_loss", suite, shape),
+        implementation=implementation,
+        meta=header.get("meta", {}),
+        **extra,
     )

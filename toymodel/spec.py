@@ -97,8 +97,9 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, (np.integer, np.floating)) else value
 
 
-def _finite(name: str, value: object, *, lo: float | None = None, hi: float | None = None,
-            lo_open: bool = False) -> float:
+def _finite(
+    name: str, value: object, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False
+) -> float:
     if not _is_number(value):
         raise _fail(name, value, "must be a number")
     try:
@@ -187,8 +188,10 @@ def _strict_init(cls: type, prefix: str, what: str) -> None:
     @functools.wraps(init)
     def __init__(self: object, *args: Any, **kwargs: Any) -> None:
         if len(args) > len(names):
-            raise SpecError(f"{cls.__name__} takes at most {len(names)} fields by position "
-                            f"({', '.join(names)}), got {len(args)}")
+            raise SpecError(
+                f"{cls.__name__} takes at most {len(names)} fields by position "
+                f"({', '.join(names)}), got {len(args)}"
+            )
         given = dict(zip(names, args, strict=False))  # at most len(names) args
         for key, value in kwargs.items():
             if key not in names:
@@ -243,8 +246,9 @@ def _group(where: str, value: object) -> FeatureGroup:
     if isinstance(value, FeatureGroup):
         return value
     if not isinstance(value, Mapping):
-        raise _fail(where, value, "must be a group: {'kind': 'correlated' or 'anticorrelated', "
-                                  "'features': [indices]}")
+        raise _fail(
+            where, value, "must be a group: {'kind': 'correlated' or 'anticorrelated', 'features': [indices]}"
+        )
     data = _keywords(f"{where}.", "group", value, ("kind", "features"))
     for key in ("kind", "features"):
         if key not in data:
@@ -349,9 +353,11 @@ class Spec:
         elif len(den) == 1 and len(imp) > 1:
             den = den * len(imp)
         if len(imp) != len(den):
-            raise _fail("importance", f"{len(imp)} settings",
-                        f"importance and density must have the same number of settings "
-                        f"(density has {len(den)})")
+            raise _fail(
+                "importance",
+                f"{len(imp)} settings",
+                f"importance and density must have the same number of settings (density has {len(den)})",
+            )
         imp_arr, den_arr = np.array(imp), np.array(den)
         bad = np.argwhere(~np.isfinite(imp_arr) | (imp_arr < 0))
         if bad.size:
@@ -377,13 +383,15 @@ class Spec:
                 if not 0 <= f < n:
                     raise _fail(f"groups[{gi}].features", g.features, f"feature {f} outside [0, {n})")
                 if f in seen:
-                    raise _fail(f"groups[{gi}].features", g.features,
-                                f"feature {f} is in more than one group")
+                    raise _fail(
+                        f"groups[{gi}].features", g.features, f"feature {f} is in more than one group"
+                    )
                 seen.add(f)
             cols = den_arr[:, list(g.features)]
             if not np.all(cols == cols[:, :1]):
-                raise _fail(f"groups[{gi}]", g.features,
-                            "members of a group must share one density in every setting")
+                raise _fail(
+                    f"groups[{gi}]", g.features, "members of a group must share one density in every setting"
+                )
         object.__setattr__(self, "groups", groups)
 
         values = self.values
@@ -452,7 +460,8 @@ class Spec:
         train = changes.pop("train", None)
         if isinstance(train, Mapping):
             changes["train"] = dataclasses.replace(
-                self.train, **_keywords("train.", "train", train, _TRAIN_FIELDS))
+                self.train, **_keywords("train.", "train", train, _TRAIN_FIELDS)
+            )
         elif train is not None:
             changes["train"] = train
         return dataclasses.replace(self, **changes)

@@ -77,8 +77,10 @@ def attack_budget(x: np.ndarray, scale: float = ATTACK_SCALE) -> float:
 
 def _single(model: str, W: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
     if model not in ("linear", "relu_output"):
-        raise ValueError(f"the analytic attack is defined for tied models without a hidden ReLU "
-                         f"('linear', 'relu_output'), not {model!r}")
+        raise ValueError(
+            f"the analytic attack is defined for tied models without a hidden ReLU "
+            f"('linear', 'relu_output'), not {model!r}"
+        )
     W = np.asarray(W, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if W.ndim != 2 or b.shape != (W.shape[1],):
@@ -103,8 +105,9 @@ def attack_damage(model: str, W: np.ndarray, b: np.ndarray, x: np.ndarray, eps: 
     return out
 
 
-def vulnerability(model: str, W: np.ndarray, b: np.ndarray, x: np.ndarray,
-                  scale: float = ATTACK_SCALE) -> float:
+def vulnerability(
+    model: str, W: np.ndarray, b: np.ndarray, x: np.ndarray, scale: float = ATTACK_SCALE
+) -> float:
     """Vulnerability relative to the ideal non-superposition model (see the module docstring):
     the mean over the inputs with an active feature of the worst per-feature attack's damage,
     divided by ε², with ε = ``scale`` x their mean norm. NaN if no feature can be attacked."""

@@ -54,8 +54,10 @@ def _mask(w: np.ndarray, represented_mask: ArrayLike | None, threshold: float) -
         return norms > threshold
     mask = np.asarray(represented_mask)
     if mask.dtype != np.bool_ or mask.shape != w.shape[:-2] + w.shape[-1:]:
-        raise ValueError(f"represented_mask must be a boolean array of shape {w.shape[:-2] + w.shape[-1:]}; "
-                         f"got {mask.dtype} {mask.shape}")
+        raise ValueError(
+            f"represented_mask must be a boolean array of shape {w.shape[:-2] + w.shape[-1:]}; "
+            f"got {mask.dtype} {mask.shape}"
+        )
     return mask & (norms >= ZERO_NORM)
 
 
@@ -180,8 +182,10 @@ def antipodal_pairs(W: ArrayLike, cos_max: float = -0.9, threshold: float = 0.5)
     """Antipodal pairs of one instance (W of shape (m, n)); see :func:`antipodal_partners`."""
     w = as_weights(W)
     if w.ndim != 2:
-        raise ValueError(f"antipodal_pairs takes one instance, W of shape (m, n); got shape {w.shape} "
-                         f"(use antipodal_partners for batches)")
+        raise ValueError(
+            f"antipodal_pairs takes one instance, W of shape (m, n); got shape {w.shape} "
+            f"(use antipodal_partners for batches)"
+        )
     return pairs_of(antipodal_partners(w, cos_max, threshold))
 
 
@@ -218,15 +222,18 @@ def describe_2d(W: ArrayLike, norm_threshold: float = 0.5, gap_tol_deg: float = 
     """Label one instance (W of shape (2, n)); see :func:`classify_2d` for the rules."""
     w = _weights_m(W, 2, "describe_2d")
     if w.ndim != 2:
-        raise ValueError(f"describe_2d takes one instance, W of shape (2, n); got shape {w.shape} "
-                         f"(use classify_2d for batches)")
+        raise ValueError(
+            f"describe_2d takes one instance, W of shape (2, n); got shape {w.shape} "
+            f"(use classify_2d for batches)"
+        )
     _check_tol(gap_tol_deg)
     mask = _mask(w, None, norm_threshold)
     rep = tuple(int(i) for i in np.flatnonzero(mask))
     off = tuple(int(i) for i in np.flatnonzero(~mask))
     err = float(regular_polygon_error(w, mask))
-    pairs = tuple(pairs_of(antipodal_partners(w, math.cos(math.radians(180 - 2 * gap_tol_deg)),
-                                              norm_threshold)))
+    pairs = tuple(
+        pairs_of(antipodal_partners(w, math.cos(math.radians(180 - 2 * gap_tol_deg)), norm_threshold))
+    )
     k = len(rep)
     regular = k >= 2 and err <= gap_tol_deg
     if k == 0:
@@ -235,7 +242,7 @@ def describe_2d(W: ArrayLike, norm_threshold: float = 0.5, gap_tol_deg: float = 
         label = "single"
     elif k == 2:
         gap = float(angular_gaps(w, mask)[0])  # the smaller of the two gaps
-        label = ("digon" if regular else "orthogonal_pair" if abs(gap - 90.0) <= gap_tol_deg else "other")
+        label = "digon" if regular else "orthogonal_pair" if abs(gap - 90.0) <= gap_tol_deg else "other"
     elif regular:
         label = _NAMES.get(k, f"{k}-gon")
     elif k == 4 and len(pairs) == 2:
@@ -323,8 +330,16 @@ def _square_antiprism() -> np.ndarray:
 
 
 POLYTOPES: tuple[str, ...] = (
-    "digon", "triangle", "square", "pentagon", "hexagon", "tetrahedron", "octahedron",
-    "square_antiprism", "triangular_bipyramid", "pentagonal_bipyramid",
+    "digon",
+    "triangle",
+    "square",
+    "pentagon",
+    "hexagon",
+    "tetrahedron",
+    "octahedron",
+    "square_antiprism",
+    "triangular_bipyramid",
+    "pentagonal_bipyramid",
 )
 
 

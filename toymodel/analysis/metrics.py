@@ -268,8 +268,9 @@ class Peaks:
         """One line per centre, for failure messages and reports."""
         return "\n".join(
             f"c={c:.4f}: {a} at centre, {lo} left, {r} right{' PEAK' if p else ''}"
-            for c, a, lo, r, p in zip(self.centres, self.at_centre, self.left, self.right, self.is_peak,
-                                      strict=True)
+            for c, a, lo, r, p in zip(
+                self.centres, self.at_centre, self.left, self.right, self.is_peak, strict=True
+            )
         )
 
 
@@ -293,8 +294,10 @@ def histogram_peaks(
     if not (half_width > 0 and flank_offset > 0):
         raise ValueError(f"half_width and flank_offset must be > 0; got {half_width}, {flank_offset}")
     if flank_offset < 2 * half_width:
-        raise ValueError(f"flank_offset ({flank_offset}) must be >= 2 * half_width ({half_width}) so the "
-                         f"flank windows do not overlap the centre window")
+        raise ValueError(
+            f"flank_offset ({flank_offset}) must be >= 2 * half_width ({half_width}) so the "
+            f"flank windows do not overlap the centre window"
+        )
     if not ratio >= 1:
         raise ValueError(f"ratio must be >= 1; got {ratio}")
     v = v[np.isfinite(v)]

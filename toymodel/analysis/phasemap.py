@@ -51,8 +51,9 @@ SUP_MIN = 0.25
 COS_MIN = 0.9
 
 
-def extra_feature_labels(W: np.ndarray, *, norm_min: float = NORM_MIN, sup_min: float = SUP_MIN,
-                         cos_min: float = COS_MIN) -> np.ndarray:
+def extra_feature_labels(
+    W: np.ndarray, *, norm_min: float = NORM_MIN, sup_min: float = SUP_MIN, cos_min: float = COS_MIN
+) -> np.ndarray:
     """Label (see module doc) of the last feature of each model; ``W`` is (..., m, n), returns (...)
     int. Only represented features count as partners, so a weak leftover column is ignored."""
     W = np.asarray(W, dtype=np.float64)
@@ -66,8 +67,9 @@ def extra_feature_labels(W: np.ndarray, *, norm_min: float = NORM_MIN, sup_min: 
     return np.where(rep[..., -1], label, 0)
 
 
-def configuration_n3(W: np.ndarray, *, norm_min: float = NORM_MIN, cos_min: float = COS_MIN,
-                     orth_max: float = 0.3) -> np.ndarray:
+def configuration_n3(
+    W: np.ndarray, *, norm_min: float = NORM_MIN, cos_min: float = COS_MIN, orth_max: float = 0.3
+) -> np.ndarray:
     """Candidate index (:data:`N3_LABELS`) of each n=3, m=2 model, ``W`` (..., 2, 3) -> (...) int.
     Features 0 and 1 are interchangeable (both importance 1), so perp_100 is "one unit feature
     ignored, the other and the extra orthogonal" and perp_011 "the extra antipodal to either unit
@@ -111,7 +113,7 @@ def away_from_boundary(labels: np.ndarray, cells: int = 2) -> np.ndarray:
     ok = np.ones(lab.shape, dtype=bool)
     for di in range(2 * k + 1):
         for dj in range(2 * k + 1):
-            ok &= pad[di:di + rows, dj:dj + cols] == lab
+            ok &= pad[di : di + rows, dj : dj + cols] == lab
     return ok
 
 
@@ -142,8 +144,9 @@ def expected_losses(result: Result) -> np.ndarray:
     if spec.model != "relu_output" or spec.groups or spec.n > 6:
         raise ValueError("expected_losses needs a relu_output spec with independent features and n <= 6")
     imp, den = spec.importance_array(per_instance=True), spec.density_array(per_instance=True)
-    return np.array([expected_loss(result.W[i], result.b[i], imp[i], den[i])[0]
-                     for i in range(spec.instances)])
+    return np.array(
+        [expected_loss(result.W[i], result.b[i], imp[i], den[i])[0] for i in range(spec.instances)]
+    )
 
 
 def best_by_expected_loss(result: Result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -71,9 +71,14 @@ class Regimes:
 
     def describe(self) -> str:
         """One line per plateau, for failure messages and reports."""
-        return "; ".join(
-            f"[{p.start:.0f}-{p.end:.0f}] {p.level:.4g} -> {p.next_level:.4g}"
-            f"{' DROP' if p in self.events else ''}" for p in self.plateaus) or "no plateau"
+        return (
+            "; ".join(
+                f"[{p.start:.0f}-{p.end:.0f}] {p.level:.4g} -> {p.next_level:.4g}"
+                f"{' DROP' if p in self.events else ''}"
+                for p in self.plateaus
+            )
+            or "no plateau"
+        )
 
 
 def _moving_average(y: np.ndarray, width: int) -> np.ndarray:
@@ -162,8 +167,12 @@ def detect_regimes(
             nxt, stop = float(np.mean(z[ni : nj + 1])), ni
         else:
             nxt, stop = float(z[-1]), z.size - 1
-        p = Plateau(start=float(grid[i]), end=float(grid[j]), level=float(np.exp(level)),
-                    next_level=float(np.exp(nxt)))
+        p = Plateau(
+            start=float(grid[i]),
+            end=float(grid[j]),
+            level=float(np.exp(level)),
+            next_level=float(np.exp(nxt)),
+        )
         plateaus.append(p)
         if level - nxt >= min_drop:
             events.append(p)

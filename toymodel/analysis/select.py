@@ -26,16 +26,20 @@ def _by_setting(losses: ArrayLike, settings: int | None, restarts: int | None, n
     arr = np.asarray(losses, dtype=np.float64)
     if settings is None and restarts is None:
         if arr.ndim != 2:
-            raise ValueError(f"{name} must have shape (settings, restarts) when settings and restarts are "
-                             f"not given; got shape {arr.shape}")
+            raise ValueError(
+                f"{name} must have shape (settings, restarts) when settings and restarts are "
+                f"not given; got shape {arr.shape}"
+            )
         return arr
     if settings is None or restarts is None:
         raise ValueError("give both settings and restarts, or neither")
     if settings < 1 or restarts < 1:
         raise ValueError(f"settings and restarts must be >= 1; got {settings}, {restarts}")
     if arr.size != settings * restarts or arr.ndim not in (1, 2):
-        raise ValueError(f"{name} must hold settings x restarts = {settings} x {restarts} losses, as "
-                         f"(instances,) or (settings, restarts); got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must hold settings x restarts = {settings} x {restarts} losses, as "
+            f"(instances,) or (settings, restarts); got shape {arr.shape}"
+        )
     if arr.ndim == 2 and arr.shape != (settings, restarts):
         raise ValueError(f"{name} has shape {arr.shape}, expected ({settings}, {restarts})")
     return arr.reshape(settings, restarts)
@@ -93,8 +97,9 @@ def near_best(result: Result, se: float = 1.0) -> np.ndarray:
     sample cannot rank below the best. "The lowest-loss solution is X" is read as "a restart in this
     set is X" where two solutions tie within sampling error."""
     losses = result.by_setting(result.eval_loss)
-    errors = result.by_setting(result.eval_loss_se if result.eval_loss_se is not None
-                               else np.zeros_like(result.eval_loss))
+    errors = result.by_setting(
+        result.eval_loss_se if result.eval_loss_se is not None else np.zeros_like(result.eval_loss)
+    )
     best = lowest_loss(losses)
     rows = np.arange(losses.shape[0])
     cutoff = losses[rows, best] + se * errors[rows, best]
@@ -112,8 +117,10 @@ def best_by_label(losses: ArrayLike, labels: ArrayLike) -> dict[str, np.ndarray]
     loss = np.asarray(losses, dtype=np.float64)
     lab = np.asarray(labels).astype(str)
     if loss.ndim < 1 or lab.shape != loss.shape:
-        raise ValueError(f"labels must have the shape of losses (..., restarts); got labels {lab.shape}, "
-                         f"losses {loss.shape}")
+        raise ValueError(
+            f"labels must have the shape of losses (..., restarts); got labels {lab.shape}, "
+            f"losses {loss.shape}"
+        )
     if loss.size == 0:
         raise ValueError("losses is empty")
     out: dict[str, np.ndarray] = {}

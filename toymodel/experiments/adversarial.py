@@ -24,15 +24,30 @@ L1_LAMBDAS: tuple[float, ...] = (0.0, 0.03, 0.1, 0.3)
 L1_DENSITY = 0.03
 
 
-def l1_sweep(*, n: int = 20, m: int = 5, ratio: float = 0.7, density: float = L1_DENSITY,
-             lambdas: tuple[float, ...] = L1_LAMBDAS, restarts: int = 2, steps: int = 10_000,
-             seed: int = 0) -> Spec:
+def l1_sweep(
+    *,
+    n: int = 20,
+    m: int = 5,
+    ratio: float = 0.7,
+    density: float = L1_DENSITY,
+    lambdas: tuple[float, ...] = L1_LAMBDAS,
+    restarts: int = 2,
+    steps: int = 10_000,
+    seed: int = 0,
+) -> Spec:
     """ReLU-output n=20, m=5, I=ratio**i at one density, one setting per L1 coefficient λ on the
     hidden activations (loss + λ·mean‖h‖₁); the official notebook's training."""
     return Spec(
-        model="relu_output", n=n, m=m, importance=geometric_importance(n, ratio),
-        density=[[density] * n for _ in lambdas], hidden_l1=tuple(lambdas), restarts=restarts,
-        seed=seed, train=TrainConfig(steps=steps), eval_samples=16_384,
+        model="relu_output",
+        n=n,
+        m=m,
+        importance=geometric_importance(n, ratio),
+        density=[[density] * n for _ in lambdas],
+        hidden_l1=tuple(lambdas),
+        restarts=restarts,
+        seed=seed,
+        train=TrainConfig(steps=steps),
+        eval_samples=16_384,
         name=f"l1-sweep-n{n}-m{m}",
     )
 

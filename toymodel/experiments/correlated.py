@@ -38,10 +38,30 @@ Tier = Literal["fast", "paper"]
 COLLAPSE_DENSITIES: tuple[float, ...] = (0.01, 0.1, 0.17, 0.35, 0.5)
 #: the paper-scale sweep (the figure: collapsed pairs against density)
 COLLAPSE_DENSITIES_PAPER: tuple[float, ...] = (
-    0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.13, 0.15, 0.17, 0.2, 0.25, 0.3, 0.35, 0.5, 0.7, 1.0)
+    0.01,
+    0.02,
+    0.03,
+    0.05,
+    0.07,
+    0.1,
+    0.13,
+    0.15,
+    0.17,
+    0.2,
+    0.25,
+    0.3,
+    0.35,
+    0.5,
+    0.7,
+    1.0,
+)
 #: the slides' ranges: (low density, high density, collapsed pairs), "approximately"
 PAPER_COLLAPSE_RANGES: tuple[tuple[float, float, int], ...] = (
-    (0.0, 0.05, 0), (0.05, 0.15, 1), (0.15, 0.2, 2), (0.25, 0.5, 3))
+    (0.0, 0.05, 0),
+    (0.05, 0.15, 1),
+    (0.15, 0.2, 2),
+    (0.25, 0.5, 3),
+)
 
 
 def sets(kind: GroupKind, count: int, size: int) -> tuple[FeatureGroup, ...]:
@@ -61,8 +81,9 @@ def independent(spec: Spec) -> Spec:
     return spec.replace(groups=(), density=density, name=f"{spec.name}-independent")
 
 
-def pair_sets(kind: GroupKind, *, density: float = 0.05, restarts: int = 16, steps: int = 5_000,
-              seed: int = 0) -> Spec:
+def pair_sets(
+    kind: GroupKind, *, density: float = 0.05, restarts: int = 16, steps: int = 5_000, seed: int = 0
+) -> Spec:
     """n=4 (two sets of 2 ``kind`` features), m=2: the slides' first two figures.
 
     5 000 steps: the loss is flat from ~3 000 on (measured at 10 000). 16 restarts: the claims
@@ -71,9 +92,17 @@ def pair_sets(kind: GroupKind, *, density: float = 0.05, restarts: int = 16, ste
     4e-4 instead of 0) that most restarts reach.
     """
     return Spec(
-        model="relu_output", n=4, m=2, importance=[1.0] * 4, density=[density] * 4,
-        groups=sets(kind, 2, 2), restarts=restarts, seed=seed, train=TrainConfig(steps=steps),
-        eval_samples=32_768, name=f"{kind}-pairs-n4-m2",
+        model="relu_output",
+        n=4,
+        m=2,
+        importance=[1.0] * 4,
+        density=[density] * 4,
+        groups=sets(kind, 2, 2),
+        restarts=restarts,
+        seed=seed,
+        train=TrainConfig(steps=steps),
+        eval_samples=32_768,
+        name=f"{kind}-pairs-n4-m2",
     )
 
 
@@ -87,9 +116,16 @@ def collapse_sweep(tier: Tier = "fast", *, restarts: int | None = None, seed: in
     fast = tier == "fast"
     densities = COLLAPSE_DENSITIES if fast else COLLAPSE_DENSITIES_PAPER
     return Spec(
-        model="relu_output", n=6, m=2, importance=[1.0] * 6, density=[[d] * 6 for d in densities],
-        groups=sets("correlated", 3, 2), restarts=restarts or (8 if fast else 10), seed=seed,
-        train=TrainConfig(steps=5_000 if fast else 10_000), eval_samples=32_768,
+        model="relu_output",
+        n=6,
+        m=2,
+        importance=[1.0] * 6,
+        density=[[d] * 6 for d in densities],
+        groups=sets("correlated", 3, 2),
+        restarts=restarts or (8 if fast else 10),
+        seed=seed,
+        train=TrainConfig(steps=5_000 if fast else 10_000),
+        eval_samples=32_768,
         name=f"correlated-collapse-n6-m2-{tier}",
     )
 
@@ -99,16 +135,32 @@ def hexagon(*, density: float = 0.01, restarts: int = 16, steps: int = 5_000, se
     features form a hexagon. 16 restarts: the claim counts the restarts whose pairs sit side by
     side (about half of them; independent features almost never do)."""
     return Spec(
-        model="relu_output", n=6, m=2, importance=[1.0] * 6, density=[density] * 6,
-        groups=sets("correlated", 3, 2), restarts=restarts, seed=seed, train=TrainConfig(steps=steps),
-        eval_samples=32_768, name="correlated-hexagon-n6-m2",
+        model="relu_output",
+        n=6,
+        m=2,
+        importance=[1.0] * 6,
+        density=[density] * 6,
+        groups=sets("correlated", 3, 2),
+        restarts=restarts,
+        seed=seed,
+        train=TrainConfig(steps=steps),
+        eval_samples=32_768,
+        name="correlated-hexagon-n6-m2",
     )
 
 
 def local_bases(*, density: float = 0.03, restarts: int = 2, steps: int = 5_000, seed: int = 0) -> Spec:
     """n=20 (two correlated sets of 10), m=10: each set should become a local orthogonal basis."""
     return Spec(
-        model="relu_output", n=20, m=10, importance=[1.0] * 20, density=[density] * 20,
-        groups=sets("correlated", 2, 10), restarts=restarts, seed=seed, train=TrainConfig(steps=steps),
-        eval_samples=32_768, name="correlated-local-bases-n20-m10",
+        model="relu_output",
+        n=20,
+        m=10,
+        importance=[1.0] * 20,
+        density=[density] * 20,
+        groups=sets("correlated", 2, 10),
+        restarts=restarts,
+        seed=seed,
+        train=TrainConfig(steps=steps),
+        eval_samples=32_768,
+        name="correlated-local-bases-n20-m10",
     )

@@ -32,9 +32,16 @@ def octahedron(*, restarts: int = 8, steps: int = 16_000, lr: float = 3e-4, seed
     (none with correlated sets; about two thirds with the same features sampled independently).
     """
     return Spec(
-        model="relu_output", n=6, m=3, importance=[1.0] * 6, density=[0.01] * 6,
-        groups=sets("correlated", 2, 3), restarts=restarts, seed=seed,
-        train=TrainConfig(steps=steps, lr=lr, log_every=20), eval_samples=32_768,
+        model="relu_output",
+        n=6,
+        m=3,
+        importance=[1.0] * 6,
+        density=[0.01] * 6,
+        groups=sets("correlated", 2, 3),
+        restarts=restarts,
+        seed=seed,
+        train=TrainConfig(steps=steps, lr=lr, log_every=20),
+        eval_samples=32_768,
         name="dynamics-octahedron-n6-m3",
     )
 
@@ -54,8 +61,15 @@ def energy_run(*, n: int = 40, m: int = 10, density: float = 0.3, steps: int = 3
     start (a uniform frame, nothing to jump to).
     """
     return Spec(
-        model="relu_output", n=n, m=m, importance=[1.0] * n, density=[density] * n, restarts=1,
-        seed=seed, train=TrainConfig(steps=steps, log_every=20), eval_samples=16_384,
+        model="relu_output",
+        n=n,
+        m=m,
+        importance=[1.0] * n,
+        density=[density] * n,
+        restarts=1,
+        seed=seed,
+        train=TrainConfig(steps=steps, log_every=20),
+        eval_samples=16_384,
         name=f"dynamics-energy-n{n}-m{m}",
     )
 
@@ -63,6 +77,8 @@ def energy_run(*, n: int = 40, m: int = 10, density: float = 0.3, steps: int = 3
 def energy_checkpoints(base: Spec, checkpoints: tuple[int, ...] = ENERGY_CHECKPOINTS) -> list[Spec]:
     """The prefix runs of ``base``: one spec per checkpoint, identical but for ``train.steps``."""
     if base.train.schedule != "constant":
-        raise ValueError("prefix runs are checkpoints of one trajectory only under a constant schedule; "
-                         f"got {base.train.schedule!r}")
+        raise ValueError(
+            "prefix runs are checkpoints of one trajectory only under a constant schedule; "
+            f"got {base.train.schedule!r}"
+        )
     return [base.replace(train={"steps": int(t)}) for t in checkpoints]

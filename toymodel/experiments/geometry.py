@@ -69,8 +69,14 @@ def uniform_sweep(tier: Tier = "fast", *, seed: int = 0) -> Spec:
     cfg = TIERS[tier]
     density = 1.0 / inverse_densities(tier)
     return Spec(
-        model="relu_output", n=cfg.n, m=cfg.m, importance=np.ones(cfg.n),
-        density=[[float(d)] * cfg.n for d in density], restarts=cfg.restarts, seed=seed,
-        train=TrainConfig(steps=cfg.steps), eval_samples=8_192,
+        model="relu_output",
+        n=cfg.n,
+        m=cfg.m,
+        importance=np.ones(cfg.n),
+        density=[[float(d)] * cfg.n for d in density],
+        restarts=cfg.restarts,
+        seed=seed,
+        train=TrainConfig(steps=cfg.steps),
+        eval_samples=8_192,
         name=f"uniform-superposition-{tier}-n{cfg.n}-m{cfg.m}",
     )

@@ -64,8 +64,9 @@ class TierConfig:
 #: loss ratio at 1.5% (measured), so the claims rank restarts by the exact expected loss instead
 #: and only record the held-out ranking; more samples would dominate the fast tier's time.
 TIERS: dict[str, TierConfig] = {
-    "fast": TierConfig(levels=(0, 3, 4, 5, 6, 7, 9, 10, 12), restarts=8, steps=10_000, lr=1e-3,
-                       eval_samples=1 << 19),
+    "fast": TierConfig(
+        levels=(0, 3, 4, 5, 6, 7, 9, 10, 12), restarts=8, steps=10_000, lr=1e-3, eval_samples=1 << 19
+    ),
     "paper": TierConfig(levels=tuple(range(21)), restarts=64, steps=10_000, lr=1e-3, eval_samples=1 << 19),
 }
 
@@ -78,8 +79,15 @@ def pentagon_sweep(tier: Tier = "fast", *, seed: int = 0) -> Spec:
     density = np.full((rel.size, N), BASE_DENSITY)
     density[:, VARIED] = BASE_DENSITY * rel
     return Spec(
-        model="relu_output", n=N, m=M, importance=np.ones(N), density=density, restarts=cfg.restarts,
-        seed=seed, train=TrainConfig(steps=cfg.steps, lr=cfg.lr), eval_samples=cfg.eval_samples,
+        model="relu_output",
+        n=N,
+        m=M,
+        importance=np.ones(N),
+        density=density,
+        restarts=cfg.restarts,
+        seed=seed,
+        train=TrainConfig(steps=cfg.steps, lr=cfg.lr),
+        eval_samples=cfg.eval_samples,
         name=f"pentagon-digon-{tier}",
     )
 

@@ -40,8 +40,14 @@ def grid(tier: Tier = "fast") -> tuple[np.ndarray, np.ndarray]:
     return np.geomspace(0.1, 10.0, cells_r), np.geomspace(1.0, 0.01, cells_s)
 
 
-def phase_grid(n: int, tier: Tier = "fast", *, train: TrainConfig = PHASE_TRAIN, restarts: int | None = None,
-               seed: int = 0) -> Spec:
+def phase_grid(
+    n: int,
+    tier: Tier = "fast",
+    *,
+    train: TrainConfig = PHASE_TRAIN,
+    restarts: int | None = None,
+    seed: int = 0,
+) -> Spec:
     """The trained-phase-map spec for n=2 (m=1) or n=3 (m=2): one setting per (r, s) cell, the
     extra (last) feature with importance r, the others 1, all densities s."""
     if n not in (2, 3):
@@ -52,7 +58,14 @@ def phase_grid(n: int, tier: Tier = "fast", *, train: TrainConfig = PHASE_TRAIN,
     importance[:, -1] = rr.ravel()
     density = np.repeat(ss.reshape(-1, 1), n, axis=1)
     return Spec(
-        model="relu_output", n=n, m=n - 1, importance=importance, density=density,
-        restarts=TIERS[tier][2] if restarts is None else restarts, seed=seed, train=train,
-        eval_samples=16_384, name=f"phase-map-n{n}-{tier}",
+        model="relu_output",
+        n=n,
+        m=n - 1,
+        importance=importance,
+        density=density,
+        restarts=TIERS[tier][2] if restarts is None else restarts,
+        seed=seed,
+        train=train,
+        eval_samples=16_384,
+        name=f"phase-map-n{n}-{tier}",
     )

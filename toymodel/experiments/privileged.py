@@ -45,16 +45,25 @@ def regimes(tier: Tier = "fast", *, seed: int = 0) -> Spec:
 def pairs(tier: Tier = "fast", *, seed: int = 0) -> Spec:
     """The same model at density :data:`PAIRS_DENSITY` with many restarts, and a held-out sample
     large enough (65 536) to rank them: the pair solution wins by ~10% of the loss."""
-    return _spec((PAIRS_DENSITY,), TIERS[tier][1], seed, f"privileged-pairs-n10-m5-{tier}",
-                 eval_samples=65_536)
+    return _spec(
+        (PAIRS_DENSITY,), TIERS[tier][1], seed, f"privileged-pairs-n10-m5-{tier}", eval_samples=65_536
+    )
 
 
-def _spec(densities: tuple[float, ...], restarts: int, seed: int, name: str,
-          eval_samples: int = 16_384) -> Spec:
+def _spec(
+    densities: tuple[float, ...], restarts: int, seed: int, name: str, eval_samples: int = 16_384
+) -> Spec:
     return Spec(
-        model="relu_hidden", n=10, m=5, importance=geometric_importance(10, 0.75),
-        density=[[d] * 10 for d in densities], restarts=restarts, seed=seed, train=TrainConfig(),
-        eval_samples=eval_samples, name=name,
+        model="relu_hidden",
+        n=10,
+        m=5,
+        importance=geometric_importance(10, 0.75),
+        density=[[d] * 10 for d in densities],
+        restarts=restarts,
+        seed=seed,
+        train=TrainConfig(),
+        eval_samples=eval_samples,
+        name=name,
     )
 
 
@@ -63,7 +72,14 @@ def linear_counterpart(*, restarts: int = 3, steps: int = 10_000, seed: int = 0)
     m and importance, dense. Its loss only depends on WᵀW, so W is determined up to a rotation of
     the hidden space and nothing aligns it with the neurons."""
     return Spec(
-        model="linear", n=10, m=5, importance=geometric_importance(10, 0.75), density=np.ones(10),
-        restarts=restarts, seed=seed, train=TrainConfig(steps=steps), eval_samples=16_384,
+        model="linear",
+        n=10,
+        m=5,
+        importance=geometric_importance(10, 0.75),
+        density=np.ones(10),
+        restarts=restarts,
+        seed=seed,
+        train=TrainConfig(steps=steps),
+        eval_samples=16_384,
         name="privileged-linear-n10-m5",
     )

@@ -21,15 +21,18 @@ _WEIGHT_SHAPES = {"W": ("m", "n"), "b": ("n",), "W2": ("n", "m")}
 SHARD_ENTRIES = 2**18
 
 
-def shard_bounds(instances: int, entries_per_instance: int,
-                 limit: int | None = None) -> list[tuple[int, int]]:
+def shard_bounds(
+    instances: int, entries_per_instance: int, limit: int | None = None
+) -> list[tuple[int, int]]:
     """Contiguous instance ranges [start, stop) with at most ``limit`` (default
     :data:`SHARD_ENTRIES`) entries each, and at least one instance; the last may be shorter."""
     if limit is None:
         limit = SHARD_ENTRIES
     if instances < 1 or entries_per_instance < 1 or limit < 1:
-        raise ValueError(f"shard_bounds needs positive sizes, got instances={instances}, "
-                         f"entries_per_instance={entries_per_instance}, limit={limit}")
+        raise ValueError(
+            f"shard_bounds needs positive sizes, got instances={instances}, "
+            f"entries_per_instance={entries_per_instance}, limit={limit}"
+        )
     per = max(1, limit // entries_per_instance)
     return [(a, min(a + per, instances)) for a in range(0, instances, per)]
 
@@ -44,9 +47,17 @@ class Trainer:
     its own, so that shards can run on different threads (:meth:`shard_loss_and_grads`).
     """
 
-    def __init__(self, model: str, params: Mapping[str, np.ndarray], importance: np.ndarray,
-                 hidden_l1: np.ndarray | None, batch: int, dtype: type[np.floating] = np.float32, *,
-                 shards: Sequence[tuple[int, int]] | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        params: Mapping[str, np.ndarray],
+        importance: np.ndarray,
+        hidden_l1: np.ndarray | None,
+        batch: int,
+        dtype: type[np.floating] = np.float32,
+        *,
+        shards: Sequence[tuple[int, int]] | None = None,
+    ) -> None:
         if model not in ("linear", "relu_output", "relu_hidden", "abs"):
             raise ValueError(f"unknown model kind {model!r}")
         names = ("W", "b", "W2") if model == "abs" else ("W", "b")
@@ -61,8 +72,8 @@ class Trainer:
         self.grads: dict[str, np.ndarray] = {}
         start = 0
         for k, size in zip(names, sizes, strict=True):
-            self.params[k] = self.theta[start:start + size].reshape(shapes[k])
-            self.grads[k] = self.grad[start:start + size].reshape(shapes[k])
+            self.params[k] = self.theta[start : start + size].reshape(shapes[k])
+            self.grads[k] = self.grad[start : start + size].reshape(shapes[k])
             self.params[k][...] = params[k]
             start += size
         bounds = [(0, inst)] if shards is None else [(int(a), int(b)) for a, b in shards]
@@ -73,14 +84,21 @@ class Trainer:
         imp = np.asarray(importance, dtype=np.float64)
         l1 = np.zeros(inst) if hidden_l1 is None else np.asarray(hidden_l1, dtype=np.float64)
         self._kernels = [
-            _Shard(model, {k: v[a:b] for k, v in self.params.items()},
-                   {k: v[a:b] for k, v in self.grads.items()}, imp[a:b], l1[a:b], batch, dtype)
-            for a, b in self.shards]
+            _Shard(
+                model,
+                {k: v[a:b] for k, v in self.params.items()},
+                {k: v[a:b] for k, v in self.grads.items()},
+                imp[a:b],
+                l1[a:b],
+                batch,
+                dtype,
+            )
+            for a, b in self.shards
+        ]
 
     def loss_and_grads(self, x: np.ndarray) -> np.ndarray:
         """Per-instance loss (float64, (I,)) of the batch x (I, n, batch); fills ``grad``."""
-        return np.concatenate([self.shard_loss_and_grads(k, x[a:b])
-                               for k, (a, b) in enumerate(self.shards)])
+        return np.concatenate([self.shard_loss_and_grads(k, x[a:b]) for k, (a, b) in enumerate(self.shards)])
 
     def shard_loss_and_grads(self, k: int, x: np.ndarray) -> np.ndarray:
         """Loss (float64) of shard k's instances on their batch x (its instances, n, batch); fills
@@ -91,11 +109,19 @@ class Trainer:
 class _Shard:
     """One shard's forward and backward pass, writing into views of the trainer's buffers."""
 
-    def __init__(self, model: str, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
-                 importance: np.ndarray, l1: np.ndarray, batch: int, dtype: type[np.floating]) -> None:
+    def __init__(
+        self,
+        model: str,
+        params: dict[str, np.ndarray],
+        grads: dict[str, np.ndarray],
+        importance: np.ndarray,
+        l1: np.ndarray,
+        batch: int,
+        dtype: type[np.floating],
+    ) -> None:
         inst, m, n = params["W"].shape
         self.model, self.params, self.grads = model, params, grads
-        self._imp = importance / batch                                   # loss weights, (I, n)
+        self._imp = importance / batch  # loss weights, (I, n)
         self._coef = (2.0 * importance / batch).astype(dtype)[:, :, None]  # dloss/dout per unit error
         self._l1 = l1 / batch if np.any(l1 > 0) else None
         self._l1_grad = (l1 / batch).astype(dtype)[:, None, None]

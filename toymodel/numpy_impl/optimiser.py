@@ -27,8 +27,14 @@ def lr_factor(schedule: str, step: int, steps: int) -> float:
 class AdamW:
     """``torch.optim.AdamW`` on one flat parameter vector (weight decay on every entry)."""
 
-    def __init__(self, size: int, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.01, dtype: type[np.floating] = np.float32) -> None:
+    def __init__(
+        self,
+        size: int,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+        dtype: type[np.floating] = np.float32,
+    ) -> None:
         self.beta1, self.beta2 = betas
         self.eps, self.weight_decay = eps, weight_decay
         self.t = 0
@@ -50,8 +56,8 @@ class AdamW:
         tmp *= 1.0 - b2
         self.v += tmp
         np.sqrt(self.v, out=tmp)
-        tmp *= 1.0 / math.sqrt(1.0 - b2 ** self.t)
+        tmp *= 1.0 / math.sqrt(1.0 - b2**self.t)
         tmp += self.eps
         np.divide(self.m, tmp, out=tmp)
-        tmp *= lr / (1.0 - b1 ** self.t)
+        tmp *= lr / (1.0 - b1**self.t)
         theta -= tmp

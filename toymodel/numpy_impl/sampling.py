@@ -26,9 +26,16 @@ class Sampler:
     Batches are feature-major, (instances, n, batch): the layout :class:`Trainer` works in.
     """
 
-    def __init__(self, density: np.ndarray, batch: int, rng: np.random.Generator, *,
-                 groups: Sequence[FeatureGroup] = (), values: str = "uniform01",
-                 dtype: type[np.floating] = np.float32) -> None:
+    def __init__(
+        self,
+        density: np.ndarray,
+        batch: int,
+        rng: np.random.Generator,
+        *,
+        groups: Sequence[FeatureGroup] = (),
+        values: str = "uniform01",
+        dtype: type[np.floating] = np.float32,
+    ) -> None:
         density = np.asarray(density, dtype=np.float64)
         if density.ndim != 2:
             raise ValueError(f"density must be (instances, n), got shape {density.shape}")
@@ -68,7 +75,7 @@ class Sampler:
         lead, rest = g.features[0], list(g.features[1:])
         if g.kind == "correlated":
             # the others: their own uniform where the group is active, else 0 (i.e. <= 0 pre-ReLU)
-            x[:, rest] = np.where(x[:, lead:lead + 1] > 0.0, u[:, rest], 0.0)
+            x[:, rest] = np.where(x[:, lead : lead + 1] > 0.0, u[:, rest], 0.0)
         else:
             k = len(g.features)
             pick = np.minimum((u[:, rest[0]] * k).astype(np.intp), k - 1)

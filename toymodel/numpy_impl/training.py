@@ -52,13 +52,23 @@ def train(spec: Spec, *, threads: int | None = None) -> dict[str, Any]:
     bounds = shard_bounds(spec.instances, spec.n * cfg.batch_size)
     density = spec.density_array(per_instance=True)
     samplers = [
-        Sampler(density[a:b], cfg.batch_size,
-                np.random.Generator(np.random.PCG64(seed_sequence(spec.seed, "numpy-train", k))),
-                groups=spec.groups, values=str(spec.values))
-        for k, (a, b) in enumerate(bounds)]
-    trainer = Trainer(spec.model, initial_weights(spec, INIT_STREAM),
-                      spec.importance_array(per_instance=True), spec.hidden_l1_array(per_instance=True),
-                      cfg.batch_size, shards=bounds)
+        Sampler(
+            density[a:b],
+            cfg.batch_size,
+            np.random.Generator(np.random.PCG64(seed_sequence(spec.seed, "numpy-train", k))),
+            groups=spec.groups,
+            values=str(spec.values),
+        )
+        for k, (a, b) in enumerate(bounds)
+    ]
+    trainer = Trainer(
+        spec.model,
+        initial_weights(spec, INIT_STREAM),
+        spec.importance_array(per_instance=True),
+        spec.hidden_l1_array(per_instance=True),
+        cfg.batch_size,
+        shards=bounds,
+    )
     opt = AdamW(trainer.theta.size, cfg.betas, cfg.eps, cfg.weight_decay)
     n_log = -(-steps // every)
     loss_steps = np.minimum(np.arange(1, n_log + 1) * every, steps)
@@ -85,9 +95,22 @@ def train(spec: Spec, *, threads: int | None = None) -> dict[str, Any]:
     curve /= np.diff(loss_steps, prepend=0)
     final = {k: v.astype(np.float64) for k, v in trainer.params.items()}
     train_s = max(time.perf_counter() - start, 1e-9)
-    meta = {"numpy": np.__version__, "dtype": "float32", "sampler": "Sampler (one uniform per entry)",
-            "train_seconds": train_s, "wall_seconds": time.perf_counter() - start,
-            "steps_per_second": steps / train_s, "threads": workers, "shards": len(bounds),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-    return {"W": final["W"], "b": final["b"], "W2": final.get("W2"),
-            "loss_steps": loss_steps.astype(np.float64), "loss_curve": curve, "meta": meta}
+    meta = {
+        "numpy": np.__version__,
+        "dtype": "float32",
+        "sampler": "Sampler (one uniform per entry)",
+        "train_seconds": train_s,
+        "wall_seconds": time.perf_counter() - start,
+        "steps_per_second": steps / train_s,
+        "threads": workers,
+        "shards": len(bounds),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
+    return {
+        "W": final["W"],
+        "b": final["b"],
+        "W2": final.get("W2"),
+        "loss_steps": loss_steps.astype(np.float64),
+        "loss_curve": curve,
+        "meta": meta,
+    }

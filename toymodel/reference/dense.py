@@ -50,8 +50,9 @@ def words(bits: np.random.SFC64, count: int, out: np.ndarray | None = None) -> n
     return raw.view(np.int32)[:count]
 
 
-def instance_words(bits: np.random.SFC64, inst: int, batch: int, n: int,
-                   out: np.ndarray | None = None) -> np.ndarray:
+def instance_words(
+    bits: np.random.SFC64, inst: int, batch: int, n: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """(inst, batch, n) words for whole instances, consumed from the stream exactly as
     :func:`dense_into` consumes them for a run of more than WORDS_PER_CALL words (per instance, in
     chunks of rows); one call when that is the same sequence (chunks of an even number of words),

@@ -14,8 +14,16 @@ import torch
 
 from .kernel import fused
 
-__all__ = ["FUSED_MAX_MN", "NUMPY_MATMUL_MAX", "Params", "Workspace", "bmm", "fused_fits", "loss_and_grads",
-           "unfused_loss_and_grads"]
+__all__ = [
+    "FUSED_MAX_MN",
+    "NUMPY_MATMUL_MAX",
+    "Params",
+    "Workspace",
+    "bmm",
+    "fused_fits",
+    "loss_and_grads",
+    "unfused_loss_and_grads",
+]
 
 Tensor = torch.Tensor
 #: largest per-matrix product (multiply-adds) done by numpy's matmul rather than torch.bmm
@@ -82,10 +90,22 @@ def loss_and_grads(
         def arr(t: Tensor) -> np.ndarray:
             return t.detach().contiguous().numpy()
 
-        fused.step(model, "uniform01", batch, arr(p.W), None if p.W2 is None else arr(p.W2), arr(p.b),
-                   arr(importance), None if hidden_l1 is None else arr(hidden_l1), g.W.numpy(),
-                   None if g.W2 is None else g.W2.numpy(), g.b.numpy(), loss.numpy(), x=arr(x),
-                   threads=torch.get_num_threads() if threads is None else threads)
+        fused.step(
+            model,
+            "uniform01",
+            batch,
+            arr(p.W),
+            None if p.W2 is None else arr(p.W2),
+            arr(p.b),
+            arr(importance),
+            None if hidden_l1 is None else arr(hidden_l1),
+            g.W.numpy(),
+            None if g.W2 is None else g.W2.numpy(),
+            g.b.numpy(),
+            loss.numpy(),
+            x=arr(x),
+            threads=torch.get_num_threads() if threads is None else threads,
+        )
         return loss
     return unfused_loss_and_grads(model, p.W, p.b, p.W2, g.W, g.b, g.W2, x, importance, hidden_l1, batch)
 

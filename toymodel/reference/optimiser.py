@@ -44,9 +44,21 @@ class FlatAdamW:
         self.t += 1
         if self._fused:
             self._step += 1
-            torch._fused_adamw_([self.param], [grad], [self.exp_avg], [self.exp_avg_sq], [], [self._step],
-                                lr=lr, beta1=self.beta1, beta2=self.beta2, weight_decay=self.weight_decay,
-                                eps=self.eps, amsgrad=False, maximize=False)
+            torch._fused_adamw_(
+                [self.param],
+                [grad],
+                [self.exp_avg],
+                [self.exp_avg_sq],
+                [],
+                [self._step],
+                lr=lr,
+                beta1=self.beta1,
+                beta2=self.beta2,
+                weight_decay=self.weight_decay,
+                eps=self.eps,
+                amsgrad=False,
+                maximize=False,
+            )
             return
         assert self.denom is not None
         bc1 = 1.0 - self.beta1**self.t

@@ -83,8 +83,15 @@ class _Run:
     coef: tuple[Tensor, Tensor] | None = None
 
 
-def fast_step(spec: Spec, density: np.ndarray, p: Params, g: Params, importance: Tensor,
-               hidden_l1: Tensor | None, threads: int) -> Callable[[], Tensor]:
+def fast_step(
+    spec: Spec,
+    density: np.ndarray,
+    p: Params,
+    g: Params,
+    importance: Tensor,
+    hidden_l1: Tensor | None,
+    threads: int,
+) -> Callable[[], Tensor]:
     """The CPU step with fresh samples from one numpy SFC64 stream: the instances split into
     runs (:func:`plan`), each sampled densely or sparsely and trained as one batch."""
     B, values, model = spec.train.batch_size, str(spec.values), spec.model
@@ -94,9 +101,19 @@ def fast_step(spec: Spec, density: np.ndarray, p: Params, g: Params, importance:
     runs: list[_Run] = []
     for grp in plan(density, B, sparse_ok=True):
         sl = slice(grp.start, grp.stop)
-        run = _Run(sl, (p.W[sl], p.b[sl], None if p.W2 is None else p.W2[sl],
-                        g.W[sl], g.b[sl], None if g.W2 is None else g.W2[sl]),
-                   None if hidden_l1 is None else hidden_l1[sl], importance[sl])
+        run = _Run(
+            sl,
+            (
+                p.W[sl],
+                p.b[sl],
+                None if p.W2 is None else p.W2[sl],
+                g.W[sl],
+                g.b[sl],
+                None if g.W2 is None else g.W2[sl],
+            ),
+            None if hidden_l1 is None else hidden_l1[sl],
+            importance[sl],
+        )
         if grp.sparse:
             run.draws = sparse.Draws(density[sl], B, rng, values)
         else:
@@ -106,9 +123,11 @@ def fast_step(spec: Spec, density: np.ndarray, p: Params, g: Params, importance:
     loss = torch.zeros(spec.instances)
     ws = Workspace()
 
-    def fused_core(run: _Run, lo: int, hi: int, *, words: np.ndarray | None = None,
-                   x: np.ndarray | None = None) -> None:
+    def fused_core(
+        run: _Run, lo: int, hi: int, *, words: np.ndarray | None = None, x: np.ndarray | None = None
+    ) -> None:
         """Instances lo:hi of ``run`` through the fused kernel; their loss into ``loss``."""
+
         def arr(t: Tensor | None) -> np.ndarray | None:
             return None if t is None else t[lo:hi].numpy()
 
@@ -118,8 +137,25 @@ def fast_step(spec: Spec, density: np.ndarray, p: Params, g: Params, importance:
         assert gW is not None
         assert gb is not None
         offset, slope = (arr(c[:, 0]) for c in run.coef) if run.coef is not None else (None, None)
-        fused.step(model, values, B, W, W2, b, run.importance[lo:hi].numpy(), arr(run.hidden_l1), gW, gW2, gb,
-                   loss[run.sl][lo:hi].numpy(), words=words, offset=offset, slope=slope, x=x, threads=threads)
+        fused.step(
+            model,
+            values,
+            B,
+            W,
+            W2,
+            b,
+            run.importance[lo:hi].numpy(),
+            arr(run.hidden_l1),
+            gW,
+            gW2,
+            gb,
+            loss[run.sl][lo:hi].numpy(),
+            words=words,
+            offset=offset,
+            slope=slope,
+            x=x,
+            threads=threads,
+        )
 
     def blocks_of(run: _Run) -> list[tuple[int, int]]:
         """A dense run's blocks of instances (<= FUSED_BLOCK_WORDS words, or one instance per
@@ -178,16 +214,18 @@ def fast_step(spec: Spec, density: np.ndarray, p: Params, g: Params, importance:
                 assert run.buf is not None
                 assert run.coef is not None
                 x = dense.dense_into(run.buf, *run.coef, bits, values)
-                part = unfused_loss_and_grads(model, W, b, W2, gW, gb, gW2, x, run.importance, run.hidden_l1,
-                                              B, ws)
+                part = unfused_loss_and_grads(
+                    model, W, b, W2, gW, gb, gW2, x, run.importance, run.hidden_l1, B, ws
+                )
             else:
                 xs, R = run.draws.next()
                 if use_fused:
                     fused_core(run, 0, run.sl.stop - run.sl.start, x=xs.numpy())
                     part = loss[run.sl]
                 else:
-                    part = unfused_loss_and_grads(model, W, b, W2, gW, gb, gW2, xs, run.importance,
-                                                  run.hidden_l1, B, ws)
+                    part = unfused_loss_and_grads(
+                        model, W, b, W2, gW, gb, gW2, xs, run.importance, run.hidden_l1, B, ws
+                    )
                 part += sparse.zero_rows_loss_and_grad(model, b, run.importance, B - R, B, gb)
             if len(runs) == 1:
                 return part

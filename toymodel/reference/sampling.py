@@ -73,6 +73,7 @@ def batches(spec: Spec, density: Tensor, gen: torch.Generator) -> Iterator[Tenso
     per_step = 4 * spec.instances * spec.train.batch_size * spec.n
     chunk = int(max(1, min(64, RANDOM_CHUNK_BYTES // max(per_step, 1))))
     while True:
-        block = sample(density, spec.train.batch_size, gen, groups=spec.groups,
-                       values=str(spec.values), steps=chunk)
+        block = sample(
+            density, spec.train.batch_size, gen, groups=spec.groups, values=str(spec.values), steps=chunk
+        )
         yield from block

@@ -31,8 +31,9 @@ def _successes(rng: np.random.Generator, total: int, q: float) -> np.ndarray:
     return pos[: np.searchsorted(pos, total)]
 
 
-def sparse_rows(density: np.ndarray, batch: int, rng: np.random.Generator,
-                values: str = "uniform01") -> tuple[np.ndarray, int]:
+def sparse_rows(
+    density: np.ndarray, batch: int, rng: np.random.Generator, values: str = "uniform01"
+) -> tuple[np.ndarray, int]:
     """One batch of independent features for each instance, only its non-zero samples.
 
     Returns (x, R): x is (instances, R, n) float32, instance k's non-zero samples first (in
@@ -91,8 +92,9 @@ class Draws:
         return self.queue.pop(), self.R
 
 
-def zero_rows_loss_and_grad(model: str, b: Tensor, importance: Tensor, zeros: int, batch: int,
-                            grad_b: Tensor) -> Tensor:
+def zero_rows_loss_and_grad(
+    model: str, b: Tensor, importance: Tensor, zeros: int, batch: int, grad_b: Tensor
+) -> Tensor:
     """Add the ``zeros`` all-zero samples' share to ``grad_b`` and return their loss, (I,).
 
     For x = 0 the hidden layer is 0 for every model kind, the output is act(b) and the target

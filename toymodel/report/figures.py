@@ -38,8 +38,15 @@ __all__ = [
 Figure = Any  # matplotlib.figure.Figure (not imported at module level)
 
 #: the fractions of a dimension the paper marks on its dimensionality plots
-FRACTIONS: dict[str, float] = {"1": 1.0, "3/4": 3 / 4, "2/3": 2 / 3, "1/2": 1 / 2, "2/5": 2 / 5,
-                               "3/8": 3 / 8, "0": 0.0}
+FRACTIONS: dict[str, float] = {
+    "1": 1.0,
+    "3/4": 3 / 4,
+    "2/3": 2 / 3,
+    "1/2": 1 / 2,
+    "2/5": 2 / 5,
+    "3/8": 3 / 8,
+    "0": 0.0,
+}
 #: categorical colours (colour-blind safe, Paul Tol's "bright"), then black for "other"
 PALETTE = ("#bbbbbb", "#4477aa", "#ee6677", "#ccbb44", "#228833", "#66ccee", "#aa3377", "#000000")
 
@@ -104,14 +111,25 @@ def superposition_sweep(fig: Figure, W: np.ndarray, densities: Sequence[float], 
         else:
             bottom.set_yticks([])
     fig.colorbar(heat, ax=list(axes[0]), shrink=0.8, label="WᵀW entry")
-    fig.colorbar(ScalarMappable(norm=sup_norm, cmap=bar_cmap), ax=list(axes[1]), shrink=0.8,
-                 label="superposition Σⱼ≠ᵢ (Ŵᵢ·Wⱼ)²")
+    fig.colorbar(
+        ScalarMappable(norm=sup_norm, cmap=bar_cmap),
+        ax=list(axes[1]),
+        shrink=0.8,
+        label="superposition Σⱼ≠ᵢ (Ŵᵢ·Wⱼ)²",
+    )
     fig.suptitle(title, fontsize=9)
 
 
-def feature_directions_2d(fig: Figure, W: np.ndarray, titles: Sequence[str], *, title: str,
-                          groups: Sequence[int] | None = None, group_names: Sequence[str] | None = None,
-                          compact: bool = False) -> None:
+def feature_directions_2d(
+    fig: Figure,
+    W: np.ndarray,
+    titles: Sequence[str],
+    *,
+    title: str,
+    groups: Sequence[int] | None = None,
+    group_names: Sequence[str] | None = None,
+    compact: bool = False,
+) -> None:
     """Each feature's direction W_i in a 2-D hidden space, one panel per instance of ``W``
     ((panels, 2, n)); features of one group (``groups[i]``) share a colour, else each feature
     has its own and is labelled by index. ``compact``: small panels without tick labels."""
@@ -124,10 +142,21 @@ def feature_directions_2d(fig: Figure, W: np.ndarray, titles: Sequence[str], *, 
         seen: set[str] = set()
         for i in range(n):
             colour = PALETTE[1 + (groups[i] if groups is not None else i) % (len(PALETTE) - 2)]
-            label = (group_names[groups[i]] if groups is not None and group_names is not None
-                     else f"set {groups[i]}" if groups is not None else f"feature {i}")
-            ax.plot([0, w[0, i]], [0, w[1, i]], color=colour, marker="o", markersize=3,
-                    label=label if label not in seen else None)
+            label = (
+                group_names[groups[i]]
+                if groups is not None and group_names is not None
+                else f"set {groups[i]}"
+                if groups is not None
+                else f"feature {i}"
+            )
+            ax.plot(
+                [0, w[0, i]],
+                [0, w[1, i]],
+                color=colour,
+                marker="o",
+                markersize=3,
+                label=label if label not in seen else None,
+            )
             seen.add(label)
             if not compact and np.hypot(w[0, i], w[1, i]) > 0.1:
                 ax.annotate(str(i), (w[0, i], w[1, i]), fontsize=6, xytext=(2, 2), textcoords="offset points")
@@ -143,15 +172,22 @@ def feature_directions_2d(fig: Figure, W: np.ndarray, titles: Sequence[str], *, 
     fig.suptitle(title, fontsize=9)
 
 
-def feature_directions_3d(fig: Figure, W: np.ndarray, *, title: str, groups: Sequence[int],
-                          group_names: Sequence[str]) -> None:
+def feature_directions_3d(
+    fig: Figure, W: np.ndarray, *, title: str, groups: Sequence[int], group_names: Sequence[str]
+) -> None:
     """Each feature's direction in a 3-D hidden space (``W``: (3, n)), coloured by group."""
     ax = fig.add_subplot(1, 1, 1, projection="3d")
     seen: set[int] = set()
     for i in range(W.shape[1]):
         g = groups[i]
-        ax.plot([0, W[0, i]], [0, W[1, i]], [0, W[2, i]], marker="o", color=PALETTE[1 + g % 6],
-                label=group_names[g] if g not in seen else None)
+        ax.plot(
+            [0, W[0, i]],
+            [0, W[1, i]],
+            [0, W[2, i]],
+            marker="o",
+            color=PALETTE[1 + g % 6],
+            label=group_names[g] if g not in seen else None,
+        )
         seen.add(g)
         ax.text(W[0, i], W[1, i], W[2, i], str(i), fontsize=7)
     ax.set_xlabel("hidden dim 1", fontsize=7)
@@ -161,8 +197,16 @@ def feature_directions_3d(fig: Figure, W: np.ndarray, *, title: str, groups: Seq
     ax.legend(fontsize=6)
 
 
-def phase_diagram(fig: Figure, r: np.ndarray, s: np.ndarray, maps: Mapping[str, np.ndarray],
-                  names: Sequence[str], *, boundary: np.ndarray | None, title: str) -> None:
+def phase_diagram(
+    fig: Figure,
+    r: np.ndarray,
+    s: np.ndarray,
+    maps: Mapping[str, np.ndarray],
+    names: Sequence[str],
+    *,
+    boundary: np.ndarray | None,
+    title: str,
+) -> None:
     """Phase maps over relative importance ``r`` and density ``s``: one panel per labelled map
     ((len(r), len(s)) indices into ``names``), the theory's boundary ``boundary`` (the density
     of the phase change at each r) drawn over every panel."""
@@ -190,8 +234,9 @@ def phase_diagram(fig: Figure, r: np.ndarray, s: np.ndarray, maps: Mapping[str, 
     fig.suptitle(title, fontsize=10)
 
 
-def dims_per_feature(fig: Figure, inverse_density: np.ndarray, dstar: np.ndarray, *,
-                     band: float | None = None, title: str) -> None:
+def dims_per_feature(
+    fig: Figure, inverse_density: np.ndarray, dstar: np.ndarray, *, band: float | None = None, title: str
+) -> None:
     """D* = m/‖W‖_F² against 1/(1−S) (``dstar``: (levels, restarts)), with the fractions the
     paper marks (1, 3/4, 2/3, 1/2, 2/5, 3/8) as labelled lines; ``band``: the ± tolerance drawn
     around 1/2."""
@@ -233,9 +278,16 @@ def dimensionality_scatter(fig: Figure, inverse_density: np.ndarray, dims: np.nd
     ax.legend(fontsize=6, loc="upper right")
 
 
-def loss_crossover(fig: Figure, x: np.ndarray, trained: Mapping[str, np.ndarray],
-                   exact: Mapping[str, np.ndarray], *, crossings: Mapping[str, float],
-                   bracket: tuple[float, float] | None, title: str) -> None:
+def loss_crossover(
+    fig: Figure,
+    x: np.ndarray,
+    trained: Mapping[str, np.ndarray],
+    exact: Mapping[str, np.ndarray],
+    *,
+    crossings: Mapping[str, float],
+    bracket: tuple[float, float] | None,
+    title: str,
+) -> None:
     """Loss of each geometry against the varied feature's relative density: trained (markers)
     and exact minima (lines), each named crossing as a vertical line, ``bracket`` shaded."""
     ax = fig.subplots()
@@ -256,8 +308,15 @@ def loss_crossover(fig: Figure, x: np.ndarray, trained: Mapping[str, np.ndarray]
     ax.legend(fontsize=6)
 
 
-def loss_regimes(fig: Figure, steps: np.ndarray, curve: np.ndarray, *,
-                 plateaus: Sequence[tuple[float, float, float]], drops: Sequence[float], title: str) -> None:
+def loss_regimes(
+    fig: Figure,
+    steps: np.ndarray,
+    curve: np.ndarray,
+    *,
+    plateaus: Sequence[tuple[float, float, float]],
+    drops: Sequence[float],
+    title: str,
+) -> None:
     """A training-loss curve with the regimes found in it: plateaus ``(start, end, level)`` as
     horizontal bars, drops as vertical lines at their steps."""
     ax = fig.add_subplot()
@@ -272,8 +331,9 @@ def loss_regimes(fig: Figure, steps: np.ndarray, curve: np.ndarray, *,
     ax.legend(fontsize=7)
 
 
-def gram(fig: Figure, panels: Mapping[str, np.ndarray], *, title: str,
-         boundaries: Sequence[int] = ()) -> None:
+def gram(
+    fig: Figure, panels: Mapping[str, np.ndarray], *, title: str, boundaries: Sequence[int] = ()
+) -> None:
     """WᵀW as heat maps, one panel per named (n, n) matrix (features on both axes), lines between
     the feature sets at ``boundaries`` (indices where a new set starts)."""
     from matplotlib.ticker import MaxNLocator
@@ -295,15 +355,27 @@ def gram(fig: Figure, panels: Mapping[str, np.ndarray], *, title: str,
     fig.suptitle(title, fontsize=9)
 
 
-def collapse_counts(fig: Figure, densities: np.ndarray, counts: np.ndarray, *,
-                    paper: Sequence[tuple[float, float, int]], title: str) -> None:
+def collapse_counts(
+    fig: Figure,
+    densities: np.ndarray,
+    counts: np.ndarray,
+    *,
+    paper: Sequence[tuple[float, float, int]],
+    title: str,
+) -> None:
     """Collapsed correlated pairs against density (measured), with the paper's ranges
     ``(low, high, count)`` as grey bars."""
     ax = fig.add_subplot(1, 1, 1)
     ax.plot(densities, counts, "o-", color=PALETTE[1], label="measured (best restart)")
     for k, (lo, hi, c) in enumerate(paper):
-        ax.plot([max(lo, float(np.min(densities))), hi], [c, c], color="0.5", lw=6, alpha=0.4,
-                label="paper (approximate ranges)" if k == 0 else None)
+        ax.plot(
+            [max(lo, float(np.min(densities))), hi],
+            [c, c],
+            color="0.5",
+            lw=6,
+            alpha=0.4,
+            label="paper (approximate ranges)" if k == 0 else None,
+        )
     _density_axis(ax, np.asarray(densities), "feature density 1 − S")
     ax.set_ylabel("collapsed pairs (of 3)")
     ax.set_yticks(range(4))
@@ -311,8 +383,9 @@ def collapse_counts(fig: Figure, densities: np.ndarray, counts: np.ndarray, *,
     ax.legend(fontsize=7)
 
 
-def vulnerability(fig: Figure, densities: np.ndarray, vuln: np.ndarray, per_dim: np.ndarray, *,
-                  title: str) -> None:
+def vulnerability(
+    fig: Figure, densities: np.ndarray, vuln: np.ndarray, per_dim: np.ndarray, *, title: str
+) -> None:
     """Adversarial vulnerability (× the ideal model's) and features per dimension ‖W‖_F²/m
     against density, sparsest on the right."""
     ax = fig.subplots()
@@ -325,8 +398,9 @@ def vulnerability(fig: Figure, densities: np.ndarray, vuln: np.ndarray, per_dim:
     ax.legend(fontsize=7)
 
 
-def trajectories(fig: Figure, steps: np.ndarray, D: np.ndarray, loss_steps: np.ndarray, loss: np.ndarray, *,
-                 title: str) -> None:
+def trajectories(
+    fig: Figure, steps: np.ndarray, D: np.ndarray, loss_steps: np.ndarray, loss: np.ndarray, *, title: str
+) -> None:
     """Feature dimensionalities over training (``D``: (checkpoints, n)) above the training loss."""
     top, bottom = fig.subplots(2, 1, sharex=True)
     top.plot(steps, D, lw=0.8)

@@ -47,8 +47,12 @@ __all__ = ["compare_rows", "render_compare", "render_html", "write"]
 def _environment() -> Any:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("toymodel.report", "templates"), autoescape=True,
-                             trim_blocks=True, lstrip_blocks=True)  # older reports lack newer fields
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("toymodel.report", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )  # older reports lack newer fields
     env.filters["fmt"] = fmt
     env.filters["short"] = short
     return env
@@ -72,9 +76,14 @@ def _card(record: Mapping[str, Any], base: Path, calibration: Path | None) -> di
     cal = calibration_summary(str(record["claim"]), calibration)
     key = key_check(record, cal)
     checks = [
-        {**c, "bound_numeric": bound_text(c) if (number(c.get("lower")) is not None
-                                                 or number(c.get("upper")) is not None) else "",
-         "spread": spread_text(c, cal.get(c["key"])), "measured_text": short(c.get("measured"))}
+        {
+            **c,
+            "bound_numeric": bound_text(c)
+            if (number(c.get("lower")) is not None or number(c.get("upper")) is not None)
+            else "",
+            "spread": spread_text(c, cal.get(c["key"])),
+            "measured_text": short(c.get("measured")),
+        }
         for c in record.get("checks") or []
     ]
     verdict = str(record.get("verdict", "?"))
@@ -90,11 +99,13 @@ def _card(record: Mapping[str, Any], base: Path, calibration: Path | None) -> di
         "test": record.get("test") or "",
         "implementation": record.get("implementation", ""),
         "seed": record.get("seed", ""),
-        "specs": [{"hash": h, **(record.get("specs") or {}).get(h, {})}
-                  for h in record.get("spec_hashes") or []],
+        "specs": [
+            {"hash": h, **(record.get("specs") or {}).get(h, {})} for h in record.get("spec_hashes") or []
+        ],
         "checks": checks,
-        "key": None if key is None else {"what": key.get("what", key["key"]),
-                                          "line": check_line(key, cal.get(key["key"]))},
+        "key": None
+        if key is None
+        else {"what": key.get("what", key["key"]), "line": check_line(key, cal.get(key["key"]))},
         "recorded": {k: short(v) for k, v in (record.get("values") or {}).items()},
         "regression": record.get("regression") or [],
         "figures": [_figure(f, base) for f in record.get("figures") or []],
@@ -103,25 +114,31 @@ def _card(record: Mapping[str, Any], base: Path, calibration: Path | None) -> di
     }
 
 
-def render_html(report: Mapping[str, Any], *, base: Path, calibration: Path | None = None,
-                title: str | None = None) -> str:
+def render_html(
+    report: Mapping[str, Any], *, base: Path, calibration: Path | None = None, title: str | None = None
+) -> str:
     """The report as one self-contained HTML page; ``base``: the folder figure paths are relative
     to (the JSON report's); ``calibration``: the folder of calibration files (None: none shown)."""
     claims = [_card(r, base, calibration) for r in report.get("claims") or []]
     theory = [_card(r, base, calibration) for r in report.get("theory") or []]
     calibrated = calibration is not None and any(
-        calibration_summary(str(c["claim"]), calibration) for c in claims)
-    return str(_environment().get_template("report.html.j2").render(
-        title=title or f"toymodel claims: {report.get('implementation')}",
-        report=report,
-        claims=claims,
-        theory=theory,
-        counts=verdict_counts(report.get("claims") or []),
-        theory_counts=verdict_counts(report.get("theory") or []),
-        calibrated=calibrated,
-        generated=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        failing=sorted(FAILING),
-    ))
+        calibration_summary(str(c["claim"]), calibration) for c in claims
+    )
+    return str(
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            title=title or f"toymodel claims: {report.get('implementation')}",
+            report=report,
+            claims=claims,
+            theory=theory,
+            counts=verdict_counts(report.get("claims") or []),
+            theory_counts=verdict_counts(report.get("theory") or []),
+            calibrated=calibrated,
+            generated=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            failing=sorted(FAILING),
+        )
+    )
 
 
 def write(report: Mapping[str, Any], path: Path, *, calibration: Path | None = None) -> list[Path]:
@@ -159,8 +176,9 @@ def _check_values(record: Mapping[str, Any] | None) -> dict[str, Mapping[str, An
     return out
 
 
-def compare_rows(a: Mapping[str, Any], b: Mapping[str, Any], calibration: Path | None = None
-                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def compare_rows(
+    a: Mapping[str, Any], b: Mapping[str, Any], calibration: Path | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(one row per claim test in either report, one row per numeric check value that moved,
     largest move first: in calibrated standard deviations where known, else as a share of the
     distance from A's value to its bound, else relative to the values)."""
@@ -189,33 +207,74 @@ def compare_rows(a: Mapping[str, Any], b: Mapping[str, Any], calibration: Path |
                 size, unit = abs(vb - va) / room, "margin"
             else:
                 size, unit = abs(vb - va) / max(abs(va), abs(vb), 1e-12), "relative"
-            moved.append({"test": t, "anchor": claim_anchor(some), "label": claim_label(some), "key": k,
-                          "what": check.get("what", k), "a": fmt(va), "b": fmt(vb), "delta": fmt(vb - va),
-                          "size": size, "unit": unit,
-                          "bound": bound_text(check), "passed_a": (ca.get(k) or {}).get("passed"),
-                          "passed_b": (cb.get(k) or {}).get("passed")})
+            moved.append(
+                {
+                    "test": t,
+                    "anchor": claim_anchor(some),
+                    "label": claim_label(some),
+                    "key": k,
+                    "what": check.get("what", k),
+                    "a": fmt(va),
+                    "b": fmt(vb),
+                    "delta": fmt(vb - va),
+                    "size": size,
+                    "unit": unit,
+                    "bound": bound_text(check),
+                    "passed_a": (ca.get(k) or {}).get("passed"),
+                    "passed_b": (cb.get(k) or {}).get("passed"),
+                }
+            )
         va_ = "absent" if x is None else x.get("verdict", "?")
         vb_ = "absent" if y is None else y.get("verdict", "?")
-        rows.append({"test": t, "anchor": claim_anchor(some), "label": claim_label(some), "claim": claim,
-                     "tier": some.get("tier", "implementation"), "section": some.get("section") or "",
-                     "verdict_a": va_, "verdict_b": vb_, "moved": changes,
-                     "differs": va_ != vb_ and "absent" not in (va_, vb_), "only": x is None or y is None,
-                     "failing_a": va_ in FAILING, "failing_b": vb_ in FAILING,
-                     "figures_a": [] if x is None else x.get("figures") or [],
-                     "figures_b": [] if y is None else y.get("figures") or []})
+        rows.append(
+            {
+                "test": t,
+                "anchor": claim_anchor(some),
+                "label": claim_label(some),
+                "claim": claim,
+                "tier": some.get("tier", "implementation"),
+                "section": some.get("section") or "",
+                "verdict_a": va_,
+                "verdict_b": vb_,
+                "moved": changes,
+                "differs": va_ != vb_ and "absent" not in (va_, vb_),
+                "only": x is None or y is None,
+                "failing_a": va_ in FAILING,
+                "failing_b": vb_ in FAILING,
+                "figures_a": [] if x is None else x.get("figures") or [],
+                "figures_b": [] if y is None else y.get("figures") or [],
+            }
+        )
     moved.sort(key=lambda m: -m["size"])
     return rows, moved
 
 
-def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], *, names: Sequence[str], bases: Sequence[Path],
-                   calibration: Path | None = None) -> str:
+def render_compare(
+    a: Mapping[str, Any],
+    b: Mapping[str, Any],
+    *,
+    names: Sequence[str],
+    bases: Sequence[Path],
+    calibration: Path | None = None,
+) -> str:
     """Two reports side by side as one self-contained HTML page: every claim test's verdicts,
     the values that moved, and both runs' figures."""
     rows, moved = compare_rows(a, b, calibration)
     for row in rows:
         row["figs_a"] = [_figure(f, bases[0]) for f in row.pop("figures_a")]
         row["figs_b"] = [_figure(f, bases[1]) for f in row.pop("figures_b")]
-    return str(_environment().get_template("compare.html.j2").render(
-        title=f"toymodel: {names[0]} vs {names[1]}", a=a, b=b, names=names, rows=rows, moved=moved,
-        differ=[r for r in rows if r["differs"]],
-        generated=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), failing=sorted(FAILING)))
+    return str(
+        _environment()
+        .get_template("compare.html.j2")
+        .render(
+            title=f"toymodel: {names[0]} vs {names[1]}",
+            a=a,
+            b=b,
+            names=names,
+            rows=rows,
+            moved=moved,
+            differ=[r for r in rows if r["differs"]],
+            generated=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            failing=sorted(FAILING),
+        )
+    )

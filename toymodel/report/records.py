@@ -40,8 +40,16 @@ __all__ = [
 #: verdicts that fail a run (and are drawn red)
 FAILING = frozenset({"failed", "implementation-error", "regression-failed", "xpassed-declared"})
 #: verdicts in the order a summary lists them, failures first
-ORDER = ("failed", "implementation-error", "regression-failed", "xpassed-declared", "xpassed",
-         "passed", "xfailed", "skipped")
+ORDER = (
+    "failed",
+    "implementation-error",
+    "regression-failed",
+    "xpassed-declared",
+    "xpassed",
+    "passed",
+    "xfailed",
+    "skipped",
+)
 
 
 class ReportError(Exception):
@@ -58,8 +66,10 @@ def load(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "claims" not in data or "implementation" not in data:
         raise ReportError(f"{path}: not a claims report (no 'claims' and 'implementation')")
     if "seeds" in data and "claims_seed" not in data:
-        raise ReportError(f"{path}: a multi-seed verdict table (--seeds), not a claims report; "
-                          "render the report of one seed instead")
+        raise ReportError(
+            f"{path}: a multi-seed verdict table (--seeds), not a claims report; "
+            "render the report of one seed instead"
+        )
     return data
 
 
@@ -242,8 +252,13 @@ def verdict_counts(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, int]
 def verdict_lines(report: Mapping[str, Any], calibration: Path | None = None) -> list[tuple[str, bool]]:
     """The verdict table a terminal shows: a header, then one line per claim test, failures
     first, with its key value against its bound; each with whether it is a failure."""
-    records = sorted(report.get("claims") or [], key=lambda r: (
-        ORDER.index(r.get("verdict")) if r.get("verdict") in ORDER else 99, str(r.get("test"))))
+    records = sorted(
+        report.get("claims") or [],
+        key=lambda r: (
+            ORDER.index(r.get("verdict")) if r.get("verdict") in ORDER else 99,
+            str(r.get("test")),
+        ),
+    )
     if not records:
         return []
     labels = [claim_label(r) for r in records]
@@ -253,8 +268,11 @@ def verdict_lines(report: Mapping[str, Any], calibration: Path | None = None) ->
     for label, r in zip(labels, records, strict=True):
         cal = calibration_summary(str(r["claim"]), calibration)
         key = key_check(r, cal)
-        detail = (short(r.get("message") or "", 120) if key is None
-                  else f"{key['key']}: {check_line(key, cal.get(key['key']))}")
+        detail = (
+            short(r.get("message") or "", 120)
+            if key is None
+            else f"{key['key']}: {check_line(key, cal.get(key['key']))}"
+        )
         line = f"{label:<{width}}  {r.get('verdict')!s:<{vwidth}}  {detail}"
         lines.append((line, r.get("verdict") in FAILING))
     return lines

@@ -80,8 +80,10 @@ class BaselineStore:
     def load(self, claim_id: str) -> Mapping[str, Any]:
         path = self._file(claim_id)
         if not path.exists():
-            raise BaselineError(f"[{claim_id}] baseline file {path} is missing: run the reference "
-                                "implementation with --regen-baselines to create it")
+            raise BaselineError(
+                f"[{claim_id}] baseline file {path} is missing: run the reference "
+                "implementation with --regen-baselines to create it"
+            )
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
@@ -90,8 +92,17 @@ class BaselineStore:
             raise BaselineError(f"[{claim_id}] baseline file {path} is malformed: no 'values' object")
         return data
 
-    def check(self, claim_id: str, name: str, value: object, *, rtol: float, atol: float,
-              spec_hashes: list[str], seed: int) -> str:
+    def check(
+        self,
+        claim_id: str,
+        name: str,
+        value: object,
+        *,
+        rtol: float,
+        atol: float,
+        spec_hashes: list[str],
+        seed: int,
+    ) -> str:
         """Compare ``value`` with the stored one (or record it under regen); return a summary."""
         measured = _as_number_list(value)
         hashes = sorted(set(spec_hashes))
@@ -105,32 +116,44 @@ class BaselineStore:
             return f"{name}: recorded {measured}"
         data = self.load(claim_id)
         if name not in data["values"]:
-            raise BaselineError(f"[{claim_id}] baseline {self._file(claim_id)} has no value {name!r}: "
-                                "regenerate with --regen-baselines")
+            raise BaselineError(
+                f"[{claim_id}] baseline {self._file(claim_id)} has no value {name!r}: "
+                "regenerate with --regen-baselines"
+            )
         made_from = (data.get("specs") or {}).get(name)
         if made_from is None:
-            raise BaselineError(f"[{claim_id}] baseline {self._file(claim_id)} does not record which specs "
-                                f"{name!r} came from: regenerate with --regen-baselines")
+            raise BaselineError(
+                f"[{claim_id}] baseline {self._file(claim_id)} does not record which specs "
+                f"{name!r} came from: regenerate with --regen-baselines"
+            )
         if sorted(made_from) != hashes:
-            raise BaselineError(f"[{claim_id}] baseline {name!r} in {self._file(claim_id)} was computed "
-                                f"from specs {sorted(made_from)}, this run used {hashes}: the experiment "
-                                "changed, so the stored number does not describe it; regenerate with "
-                                "--regen-baselines")
+            raise BaselineError(
+                f"[{claim_id}] baseline {name!r} in {self._file(claim_id)} was computed "
+                f"from specs {sorted(made_from)}, this run used {hashes}: the experiment "
+                "changed, so the stored number does not describe it; regenerate with "
+                "--regen-baselines"
+            )
         try:
             stored = _as_number_list(data["values"][name])
         except (TypeError, ValueError):
-            raise BaselineError(f"[{claim_id}] baseline value {name!r} is not numeric: "
-                                f"{data['values'][name]!r}") from None
+            raise BaselineError(
+                f"[{claim_id}] baseline value {name!r} is not numeric: {data['values'][name]!r}"
+            ) from None
         if len(stored) != len(measured):
-            raise BaselineError(f"[{claim_id}] baseline {name!r} has {len(stored)} numbers, "
-                                f"the run gave {len(measured)}")
-        bad = [(i, s, m) for i, (s, m) in enumerate(zip(stored, measured, strict=True))
-               if not (math.isfinite(m) and abs(m - s) <= atol + rtol * abs(s))]
+            raise BaselineError(
+                f"[{claim_id}] baseline {name!r} has {len(stored)} numbers, the run gave {len(measured)}"
+            )
+        bad = [
+            (i, s, m)
+            for i, (s, m) in enumerate(zip(stored, measured, strict=True))
+            if not (math.isfinite(m) and abs(m - s) <= atol + rtol * abs(s))
+        ]
         if bad:
             i, s, m = bad[0]
             raise BaselineError(
                 f"[{claim_id}] regression: {name}[{i}] = {m:.6g}, baseline {s:.6g} "
-                f"(rtol {rtol:g}, atol {atol:g}; {len(bad)} of {len(stored)} entries outside)")
+                f"(rtol {rtol:g}, atol {atol:g}; {len(bad)} of {len(stored)} entries outside)"
+            )
         return f"{name}: within rtol {rtol:g}/atol {atol:g} of the baseline"
 
     def _note_change(self, claim_id: str, name: str, measured: list[float], hashes: list[str]) -> None:
@@ -157,8 +180,12 @@ class BaselineStore:
     def _write(self, claim_id: str, seed: int) -> None:
         entry = self._pending[claim_id]
         self.root.mkdir(parents=True, exist_ok=True)
-        payload = {"claim": claim_id, "provenance": provenance(entry["hashes"], seed),
-                   "values": entry["values"], "specs": entry["specs"]}
+        payload = {
+            "claim": claim_id,
+            "provenance": provenance(entry["hashes"], seed),
+            "values": entry["values"],
+            "specs": entry["specs"],
+        }
         path = self._file(claim_id)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")

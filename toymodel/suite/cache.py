@@ -171,8 +171,9 @@ def _package_imports(path: Path) -> set[Path]:
             names.add(base)
             names.update((*base, a.name) for a in node.names)  # ``from . import x``: x may be a module
         elif isinstance(node, ast.Import):
-            names.update(tuple(a.name.split(".")[1:]) for a in node.names
-                         if a.name.split(".")[0] == PACKAGE.name)
+            names.update(
+                tuple(a.name.split(".")[1:]) for a in node.names if a.name.split(".")[0] == PACKAGE.name
+            )
     return {f for parts in names for f in _module_files(parts)}
 
 
@@ -270,8 +271,13 @@ class ResultCache:
     training the same key (None: for ever).
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, warn: Callable[[str], None] | None = None,
-                 lock_timeout: float | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        warn: Callable[[str], None] | None = None,
+        lock_timeout: float | None = None,
+    ):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.warn = warn or _say
@@ -285,23 +291,28 @@ class ResultCache:
     def path(self, key: str) -> Path:
         return self.root / f"{key}.npz"
 
-    def get_or_train(self, spec: Spec, implementation: str, code: str,
-                     train: Callable[[Spec], Result]) -> Result:
+    def get_or_train(
+        self, spec: Spec, implementation: str, code: str, train: Callable[[Spec], Result]
+    ) -> Result:
         key = self.key(spec, implementation, code)
         path = self.path(key)
         lock = self.root / f"{key}.lock"
 
         def gave_up() -> None:
-            self.warn(f"waited {self.lock_timeout:g} s for {lock}, which another process holds (training "
-                      f"the same spec, or hung); trained without it")
+            self.warn(
+                f"waited {self.lock_timeout:g} s for {lock}, which another process holds (training "
+                f"the same spec, or hung); trained without it"
+            )
 
         with _locked(lock, self.lock_timeout, gave_up):
             if path.exists():
                 try:
                     return self._read(path, spec, implementation)
                 except Exception as exc:  # truncated, garbage or foreign: retrain and replace
-                    self.warn(f"cached result {path} could not be used ({type(exc).__name__}: "
-                              f"{' '.join(str(exc).split())[:200]}); retrained it")
+                    self.warn(
+                        f"cached result {path} could not be used ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:200]}); retrained it"
+                    )
             result = train(spec)
             self._save(result, path)
             return result
@@ -318,8 +329,10 @@ class ResultCache:
         lock = self.root / f"{key}.lock"
 
         def gave_up() -> None:
-            self.warn(f"waited {self.lock_timeout:g} s for {lock}, which another process holds; wrote the "
-                      "result without it")
+            self.warn(
+                f"waited {self.lock_timeout:g} s for {lock}, which another process holds; wrote the "
+                "result without it"
+            )
 
         with _locked(lock, self.lock_timeout, gave_up):
             return self._save(result, self.path(key))
@@ -330,8 +343,10 @@ class ResultCache:
         except Exception as exc:  # disk full, read-only: the caller keeps the result in memory
             if not self._write_failed:
                 self._write_failed = True
-                self.warn(f"could not write trained results to the cache {self.root} "
-                          f"({type(exc).__name__}: {exc}); they are kept for this run only")
+                self.warn(
+                    f"could not write trained results to the cache {self.root} "
+                    f"({type(exc).__name__}: {exc}); they are kept for this run only"
+                )
             return False
         return True
 
@@ -339,6 +354,8 @@ class ResultCache:
     def _read(path: Path, spec: Spec, implementation: str) -> Result:
         result = load(path)
         if result.spec.hash() != spec.hash() or result.implementation != implementation:
-            raise ValueError(f"it holds spec {result.spec.hash()} of implementation "
-                             f"{result.implementation!r}, not spec {spec.hash()} of {implementation!r}")
+            raise ValueError(
+                f"it holds spec {result.spec.hash()} of implementation "
+                f"{result.implementation!r}, not spec {spec.hash()} of {implementation!r}"
+            )
         return result

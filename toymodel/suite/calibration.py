@@ -253,8 +253,9 @@ def _done(folder: Path) -> set[tuple[str, str]]:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m toymodel.suite.calibration",
-                                 description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m toymodel.suite.calibration", description=__doc__.splitlines()[0]
+    )
     ap.add_argument("--impl", default="torch,numpy", help="comma-separated implementations")
     ap.add_argument("--seeds", default="0-4", help="claims seeds, e.g. 0-19 or 0,3,7")
     ap.add_argument("-k", dest="select", default=None, help="claims selection (pytest -k)")

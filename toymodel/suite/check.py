@@ -143,15 +143,29 @@ def run_seeds(ns: argparse.Namespace, rest: list[str]) -> int:
     return 0 if all(v.passed for v in verdicts) else 1
 
 
-def _train_seeds(impl: str, seeds: list[int], executor: str, select: str | None, marker: str,
-                 device: str | None) -> int:
+def _train_seeds(
+    impl: str, seeds: list[int], executor: str, select: str | None, marker: str, device: str | None
+) -> int:
     """Train the specs of the selected claims at every seed through ``executor`` into the cache
     (``pytest --train-only``, in this process); pytest's exit status."""
     from .shipped import shipped_baselines
 
     sys.path.insert(0, os.getcwd())  # --impl module:attr from the current folder, as the runs find it
-    args = ["-p", "no:cacheprovider", "-m", marker, "--impl", impl, "--train-only", "--executor", executor,
-            "--train-seeds", ",".join(str(k) for k in seeds), "--baselines-dir", str(shipped_baselines())]
+    args = [
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        marker,
+        "--impl",
+        impl,
+        "--train-only",
+        "--executor",
+        executor,
+        "--train-seeds",
+        ",".join(str(k) for k in seeds),
+        "--baselines-dir",
+        str(shipped_baselines()),
+    ]
     args += ["-k", select] if select else []
     args += ["--device", device] if device else []
     return run_pytest(args)

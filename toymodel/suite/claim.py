@@ -85,8 +85,18 @@ class Claim:
     #: per spec hash this claim read: its name, model, shape, seed and instances (for the report)
     specs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def check(self, key: str, ok: bool | np.bool_, *, what: str, measured: Any, bound: Any,
-              value: float | None = None, lower: float | None = None, upper: float | None = None) -> None:
+    def check(
+        self,
+        key: str,
+        ok: bool | np.bool_,
+        *,
+        what: str,
+        measured: Any,
+        bound: Any,
+        value: float | None = None,
+        lower: float | None = None,
+        upper: float | None = None,
+    ) -> None:
         """Assert one predicate of the claim (``key``: its stable name); record it either way.
 
         ``measured`` and ``bound`` are what a reader sees; a numeric check also gives the one number
@@ -99,14 +109,27 @@ class Claim:
         passed = bool(ok)
         if value is None and _is_number(measured):
             value = float(measured)
-        self.checks.append({"key": key, "what": what, "passed": passed, "measured": jsonable(measured),
-                            "bound": jsonable(bound), "value": jsonable(value), "lower": jsonable(lower),
-                            "upper": jsonable(upper)})
+        self.checks.append(
+            {
+                "key": key,
+                "what": what,
+                "passed": passed,
+                "measured": jsonable(measured),
+                "bound": jsonable(bound),
+                "value": jsonable(value),
+                "lower": jsonable(lower),
+                "upper": jsonable(upper),
+            }
+        )
         if not passed and not self.collect:
-            who = ("theory, no implementation involved" if self.tier == "theory" else
-                   f"implementation {self.implementation!r}, claims seed {self.seed}")
-            raise ClaimFailure(f"[{self.id}] {what}: measured {_short(measured)}, expected {_short(bound)} "
-                               f"({who})", key)
+            who = (
+                "theory, no implementation involved"
+                if self.tier == "theory"
+                else f"implementation {self.implementation!r}, claims seed {self.seed}"
+            )
+            raise ClaimFailure(
+                f"[{self.id}] {what}: measured {_short(measured)}, expected {_short(bound)} ({who})", key
+            )
 
     @property
     def failed_keys(self) -> set[str]:
@@ -125,9 +148,18 @@ class Claim:
         """Note a spec this claim read, with what a report shows of it."""
         key = spec.hash()
         self.uses(key)
-        self.specs.setdefault(key, {"name": spec.name, "model": spec.model, "n": spec.n, "m": spec.m,
-                                    "seed": spec.seed, "instances": spec.instances,
-                                    "steps": spec.train.steps})
+        self.specs.setdefault(
+            key,
+            {
+                "name": spec.name,
+                "model": spec.model,
+                "n": spec.n,
+                "m": spec.m,
+                "seed": spec.seed,
+                "instances": spec.instances,
+                "steps": spec.train.steps,
+            },
+        )
 
     def regress(self, name: str, value: Any, *, rtol: float, atol: float = 0.0) -> None:
         """Regression tier: compare with ``baselines/<id>.json`` for the reference implementation
@@ -135,8 +167,11 @@ class Claim:
         self.values[f"regression:{name}"] = jsonable(value)
         if not self.reference or self.seed != 0 or self.baselines is None:
             return
-        self.regression.append(self.baselines.check(self.id, name, value, rtol=rtol, atol=atol,
-                                                    spec_hashes=self.spec_hashes, seed=self.seed))
+        self.regression.append(
+            self.baselines.check(
+                self.id, name, value, rtol=rtol, atol=atol, spec_hashes=self.spec_hashes, seed=self.seed
+            )
+        )
 
     def figure(self, name: str, draw: Callable[[Any], None]) -> None:
         """Draw a figure with ``draw(figure)`` (see :mod:`toymodel.report.figures`) and save it as PNG, when
@@ -160,7 +195,16 @@ class Claim:
             plt.close(fig)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"claim": self.id, "tier": self.tier, "implementation": self.implementation, "seed": self.seed,
-                "checks": self.checks, "values": self.values, "spec_hashes": self.spec_hashes,
-                "figures": self.figures, "figure_errors": self.figure_errors, "regression": self.regression,
-                "specs": self.specs}
+        return {
+            "claim": self.id,
+            "tier": self.tier,
+            "implementation": self.implementation,
+            "seed": self.seed,
+            "checks": self.checks,
+            "values": self.values,
+            "spec_hashes": self.spec_hashes,
+            "figures": self.figures,
+            "figure_errors": self.figure_errors,
+            "regression": self.regression,
+            "specs": self.specs,
+        }

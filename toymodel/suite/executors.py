@@ -63,8 +63,16 @@ from ..spec import Spec
 from .cache import fingerprint
 from .implementations import ImplementationError, resolve, run
 
-__all__ = ["ENV_VAR", "MAX_DEATHS", "Executor", "ExecutorError", "Outcome", "describe_choices", "parse",
-           "train_job"]
+__all__ = [
+    "ENV_VAR",
+    "MAX_DEATHS",
+    "Executor",
+    "ExecutorError",
+    "Outcome",
+    "describe_choices",
+    "parse",
+    "train_job",
+]
 
 #: the environment variable read when no ``--executor`` is given
 ENV_VAR = "TOYMODEL_EXECUTOR"
@@ -142,8 +150,14 @@ def _start_worker(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
-def train_job(name: str, spec: Spec, *, search_path: str | None = None, timeout: float | None = None,
-              threads: int | None = 1) -> Outcome:
+def train_job(
+    name: str,
+    spec: Spec,
+    *,
+    search_path: str | None = None,
+    timeout: float | None = None,
+    threads: int | None = 1,
+) -> Outcome:
     """Train ``spec`` with the implementation ``name`` here (on a worker); never raises but for
     KeyboardInterrupt. The implementation and its fingerprint are kept per process."""
     start = time.monotonic()
@@ -219,8 +233,9 @@ class InProcess(Executor):
 
     def train(self, job: Job, specs: Sequence[Spec]) -> Iterator[Outcome]:
         for spec in specs:
-            yield train_job(job.name, spec, search_path=job.search_path, timeout=job.timeout,
-                            threads=job.threads)
+            yield train_job(
+                job.name, spec, search_path=job.search_path, timeout=job.timeout, threads=job.threads
+            )
 
 
 class Processes(Executor):
@@ -238,16 +253,28 @@ class Processes(Executor):
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         spawn = multiprocessing.get_context("spawn")
-        return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=spawn,
-                                      initializer=functools.partial(_start_worker, self.threads or 1))
+        return cf.ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=spawn,
+            initializer=functools.partial(_start_worker, self.threads or 1),
+        )
 
     def train(self, job: Job, specs: Sequence[Spec]) -> Iterator[Outcome]:
         deaths = {s.hash(): 0 for s in specs}
         todo = list(specs)
         while todo:
             pool = self._pool = self._new_pool()
-            futures = {pool.submit(train_job, job.name, s, search_path=job.search_path, timeout=job.timeout,
-                                   threads=job.threads): s for s in todo}
+            futures = {
+                pool.submit(
+                    train_job,
+                    job.name,
+                    s,
+                    search_path=job.search_path,
+                    timeout=job.timeout,
+                    threads=job.threads,
+                ): s
+                for s in todo
+            }
             todo = []
             try:
                 for fut in cf.as_completed(futures):
@@ -257,9 +284,16 @@ class Processes(Executor):
                     except cf.process.BrokenProcessPool:
                         deaths[spec.hash()] += 1
                         if deaths[spec.hash()] >= MAX_DEATHS:
-                            yield Outcome(spec, None, f"a worker process died while training spec "
-                                          f"{spec.hash()} ({spec.name or spec.model}), {MAX_DEATHS} times; "
-                                          "gave it up", "lost", "a local worker process", 0.0)
+                            yield Outcome(
+                                spec,
+                                None,
+                                f"a worker process died while training spec "
+                                f"{spec.hash()} ({spec.name or spec.model}), {MAX_DEATHS} times; "
+                                "gave it up",
+                                "lost",
+                                "a local worker process",
+                                0.0,
+                            )
                         else:
                             todo.append(spec)
             except BaseException:
@@ -302,14 +336,21 @@ class Dask(Executor):
         try:
             import distributed
         except ImportError:
-            raise ExecutorError(f"--executor {self.text} needs dask's distributed package, which is not "
-                                "installed: pip install 'toymodel[dask]'") from None
+            raise ExecutorError(
+                f"--executor {self.text} needs dask's distributed package, which is not "
+                "installed: pip install 'toymodel[dask]'"
+            ) from None
         if self.address is None:
             # no dashboard (its port may be taken, and nobody looks at it during a run); worker logs
             # below ERROR stay out of the run's output
             self._cluster = distributed.LocalCluster(
-                n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                silence_logs=logging.ERROR, env={"OMP_NUM_THREADS": str(self.threads)})
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+                env={"OMP_NUM_THREADS": str(self.threads)},
+            )
             target: Any = self._cluster
         else:
             target = self.address if "://" in self.address else f"tcp://{self.address}"
@@ -317,8 +358,10 @@ class Dask(Executor):
             self._client = distributed.Client(target, set_as_default=False, timeout="30s")
         except (OSError, TimeoutError) as exc:
             self.close()
-            raise ExecutorError(f"--executor {self.text}: cannot reach the Dask scheduler "
-                                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+            raise ExecutorError(
+                f"--executor {self.text}: cannot reach the Dask scheduler "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+            ) from None
 
     def where(self) -> str:
         if self._client is None:
@@ -336,8 +379,16 @@ class Dask(Executor):
         run_id = uuid.uuid4().hex[:8]
         futures = {}
         for s in specs:
-            fut = client.submit(train_job, job.name, s, search_path=job.search_path, timeout=job.timeout,
-                                threads=job.threads, key=f"toymodel-train-{s.hash()}-{run_id}", pure=False)
+            fut = client.submit(
+                train_job,
+                job.name,
+                s,
+                search_path=job.search_path,
+                timeout=job.timeout,
+                threads=job.threads,
+                key=f"toymodel-train-{s.hash()}-{run_id}",
+                pure=False,
+            )
             futures[fut.key] = (fut, s)
         pending = {key for key in futures}
         try:
@@ -359,11 +410,12 @@ class Dask(Executor):
         what = f"spec {spec.hash()} ({spec.name or spec.model})"
         text = " ".join(str(exc).split())[:300]
         if type(exc).__name__ == "KilledWorker":
-            return (f"the Dask workers running {what} died while training it, too often; gave it up "
-                    f"({text})")
+            return f"the Dask workers running {what} died while training it, too often; gave it up ({text})"
         if isinstance(exc, ImportError):
-            return (f"a Dask worker of {self.text} could not run the job for {what}: {type(exc).__name__}: "
-                    f"{text} (install toymodel {__version__} on every worker)")
+            return (
+                f"a Dask worker of {self.text} could not run the job for {what}: {type(exc).__name__}: "
+                f"{text} (install toymodel {__version__} on every worker)"
+            )
         return f"the Dask job for {what} failed on {self.text}: {type(exc).__name__}: {text}"
 
     def close(self) -> None:

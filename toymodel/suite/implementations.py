@@ -34,8 +34,18 @@ from typing import Any
 from ..result import Result, validate
 from ..spec import Spec
 
-__all__ = ["DEFAULT", "ENV_VAR", "REGISTRY", "Implementation", "ImplementationError", "TrainingTimeout",
-           "resolve", "run", "selected_name", "selection_source"]
+__all__ = [
+    "DEFAULT",
+    "ENV_VAR",
+    "REGISTRY",
+    "Implementation",
+    "ImplementationError",
+    "TrainingTimeout",
+    "resolve",
+    "run",
+    "selected_name",
+    "selection_source",
+]
 
 Implementation = Callable[[Spec], Any]
 
@@ -120,7 +130,8 @@ def resolve(name: str, *, search_path: str | None = None) -> Implementation:
         close = difflib.get_close_matches(name, sorted(REGISTRY), n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ImplementationError(
-            f"unknown implementation {name!r}{hint}: use one of {sorted(REGISTRY)} or 'module:attr'")
+            f"unknown implementation {name!r}{hint}: use one of {sorted(REGISTRY)} or 'module:attr'"
+        )
     if not module_name or not attr:
         raise ImplementationError(f"implementation {name!r}: expected 'module:attr', e.g. 'my_adapter:train'")
     try:
@@ -129,19 +140,22 @@ def resolve(name: str, *, search_path: str | None = None) -> Implementation:
         raise
     except BaseException as exc:  # the import itself is the implementation's code
         if isinstance(exc, ModuleNotFoundError) and (exc.name or "").partition(".")[0] == "torch":
-            raise ImplementationError(f"implementation {name!r} needs torch, which is not installed: "
-                                      "pip install 'toymodel[torch]'") from None  # the line says it all
+            raise ImplementationError(
+                f"implementation {name!r} needs torch, which is not installed: pip install 'toymodel[torch]'"
+            ) from None  # the line says it all
         what, text = _describe(exc)
-        raise ImplementationError(f"implementation {name!r}: cannot import {module_name!r}: "
-                                  f"{what.removeprefix('raised ')}{text}") from exc
+        raise ImplementationError(
+            f"implementation {name!r}: cannot import {module_name!r}: {what.removeprefix('raised ')}{text}"
+        ) from exc
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ImplementationError(f"implementation {name!r}: {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ImplementationError(f"implementation {name!r}: {target!r} is not callable "
-                                  f"(type {type(obj).__name__})")
+        raise ImplementationError(
+            f"implementation {name!r}: {target!r} is not callable (type {type(obj).__name__})"
+        )
     return obj
 
 
@@ -150,9 +164,12 @@ def _time_limit(seconds: float | None) -> Iterator[list[bool]]:
     """Raise :class:`_Alarm` in this (main) thread after ``seconds``; yields a flag list that
     holds True once the timer fired. No limit where the module docstring says so."""
     fired: list[bool] = []
-    usable = (bool(seconds) and hasattr(signal, "setitimer")
-              and threading.current_thread() is threading.main_thread()
-              and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None))
+    usable = (
+        bool(seconds)
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None)
+    )
     if not usable:
         yield fired
         return
@@ -186,11 +203,14 @@ def run(name: str, spec: Spec, impl: Implementation | None = None, *, timeout: f
         raise
     except BaseException as exc:
         if fired:  # our alarm, or what the implementation made of it
-            raise TrainingTimeout(f"implementation {name!r} did not finish training {where} within "
-                                  f"{timeout:g} s (--train-timeout); stopped it") from exc
+            raise TrainingTimeout(
+                f"implementation {name!r} did not finish training {where} within "
+                f"{timeout:g} s (--train-timeout); stopped it"
+            ) from exc
         what, text = _describe(exc)
         raise ImplementationError(f"implementation {name!r} {what} on {where}{text}") from exc
     if fired:  # it swallowed the alarm and returned late
-        raise TrainingTimeout(f"implementation {name!r} did not finish training {where} within "
-                              f"{timeout:g} s (--train-timeout)")
+        raise TrainingTimeout(
+            f"implementation {name!r} did not finish training {where} within {timeout:g} s (--train-timeout)"
+        )
     return validate(raw, spec, name)

@@ -112,8 +112,17 @@ from .state import (
 )
 from .terminal import OneLine, progress_mode, uncaptured, writer
 
-SECTIONS = ("superposition", "phase", "geometry", "nonuniform", "correlated", "dynamics",
-            "privileged", "computation", "adversarial")
+SECTIONS = (
+    "superposition",
+    "phase",
+    "geometry",
+    "nonuniform",
+    "correlated",
+    "dynamics",
+    "privileged",
+    "computation",
+    "adversarial",
+)
 _CLAIM_KEY = pytest.StashKey[Claim]()
 _STATE_KEY = pytest.StashKey[SuiteState]()
 #: the sessions' states, innermost last, for the hooks that are not given the config
@@ -134,40 +143,82 @@ _ONE_LINE = (ClaimFailure, BaselineError, ContractError, ImplementationError, Im
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("toymodel", "toymodel claims suite")
-    group.addoption("--impl", default=None, metavar="NAME|module:attr",
-                    help="implementation under test (default: $TOYMODEL_IMPL, else 'torch')")
-    group.addoption("--claims-seed", default="0", metavar="N",
-                    help=f"base seed added to every claim's spec seeds, 0 to {SEED_LIMIT - 1} (default 0)")
-    group.addoption("--regen-baselines", action="store_true",
-                    help="rewrite the regression baselines from this run")
+    group.addoption(
+        "--impl",
+        default=None,
+        metavar="NAME|module:attr",
+        help="implementation under test (default: $TOYMODEL_IMPL, else 'torch')",
+    )
+    group.addoption(
+        "--claims-seed",
+        default="0",
+        metavar="N",
+        help=f"base seed added to every claim's spec seeds, 0 to {SEED_LIMIT - 1} (default 0)",
+    )
+    group.addoption(
+        "--regen-baselines", action="store_true", help="rewrite the regression baselines from this run"
+    )
     group.addoption("--baselines-dir", default=None, metavar="PATH", help="folder of baselines/*.json")
     group.addoption("--no-cache", action="store_true", help="train afresh, ignoring cached results")
-    group.addoption("--xfails-file", default=None, metavar="PATH",
-                    help="claim ids expected to fail for this implementation (one per line, # comments)")
-    group.addoption("--claims-report", default=None, metavar="PATH",
-                    help="write the claims report here: .json, or .html (one self-contained page, the JSON "
-                         "beside it)")
-    group.addoption("--claims-table", action="store_true",
-                    help="end with a verdict table: one line per claim test, its key check against its bound")
-    group.addoption("--cache-only", action="store_true",
-                    help="train nothing: claims whose results are not cached are skipped")
-    group.addoption("--train-timeout", default=None, metavar="SECONDS",
-                    help=f"time limit of one training (default {TRAIN_TIMEOUT:g}; none when -m selects "
-                         "slow; 0: none)")
-    group.addoption("--executor", default=None, metavar="SPEC",
-                    help="train the selected claims' specs first, on: inprocess, processes[:N], "
-                         f"dask-local[:N] or dask://HOST:PORT (default: ${EXECUTOR_ENV}, else each claim "
-                         "trains when it runs)")
-    group.addoption("--worker-threads", default="1", metavar="N",
-                    help="threads of one training on an executor's workers (default 1)")
-    group.addoption("--device", default=None, metavar="NAME",
-                    help=f"train every spec on this device: cpu, cuda (default: ${DEVICE_ENV}, else each "
-                         "spec's own)")
-    group.addoption("--train-only", action="store_true",
-                    help="train what the selected claims need into the cache (through --executor), "
-                         "check nothing")
-    group.addoption("--train-seeds", default=None, metavar="LIST",
-                    help="with --train-only: the claims seeds to train for, e.g. 0-3 (default --claims-seed)")
+    group.addoption(
+        "--xfails-file",
+        default=None,
+        metavar="PATH",
+        help="claim ids expected to fail for this implementation (one per line, # comments)",
+    )
+    group.addoption(
+        "--claims-report",
+        default=None,
+        metavar="PATH",
+        help="write the claims report here: .json, or .html (one self-contained page, the JSON beside it)",
+    )
+    group.addoption(
+        "--claims-table",
+        action="store_true",
+        help="end with a verdict table: one line per claim test, its key check against its bound",
+    )
+    group.addoption(
+        "--cache-only",
+        action="store_true",
+        help="train nothing: claims whose results are not cached are skipped",
+    )
+    group.addoption(
+        "--train-timeout",
+        default=None,
+        metavar="SECONDS",
+        help=f"time limit of one training (default {TRAIN_TIMEOUT:g}; none when -m selects slow; 0: none)",
+    )
+    group.addoption(
+        "--executor",
+        default=None,
+        metavar="SPEC",
+        help="train the selected claims' specs first, on: inprocess, processes[:N], "
+        f"dask-local[:N] or dask://HOST:PORT (default: ${EXECUTOR_ENV}, else each claim "
+        "trains when it runs)",
+    )
+    group.addoption(
+        "--worker-threads",
+        default="1",
+        metavar="N",
+        help="threads of one training on an executor's workers (default 1)",
+    )
+    group.addoption(
+        "--device",
+        default=None,
+        metavar="NAME",
+        help=f"train every spec on this device: cpu, cuda (default: ${DEVICE_ENV}, else each spec's own)",
+    )
+    group.addoption(
+        "--train-only",
+        action="store_true",
+        help="train what the selected claims need into the cache (through --executor), check nothing",
+    )
+    group.addoption(
+        "--train-seeds",
+        default=None,
+        metavar="LIST",
+        help="with --train-only: the claims seeds to train for, e.g. 0-3 (default --claims-seed)",
+    )
 
 
 def _state(config: pytest.Config) -> SuiteState:
@@ -191,10 +242,18 @@ def pytest_configure(config: pytest.Config) -> None:
         st = config.stash[_STATE_KEY] = SuiteState(config)
     except OptionError as exc:
         pytest.exit(f"toymodel: {exc}", returncode=2)
-    kept = (f"are kept in the cache {st.cache.root}, and a rerun reuses them" if st.cache is not None
-            else "are not kept (--no-cache)")
-    st.progress = TrainingProgress("off", write=writer(config), visible=lambda: uncaptured(config),
-                                   resume=lambda: _resume(config), kept=kept)
+    kept = (
+        f"are kept in the cache {st.cache.root}, and a rerun reuses them"
+        if st.cache is not None
+        else "are not kept (--no-cache)"
+    )
+    st.progress = TrainingProgress(
+        "off",
+        write=writer(config),
+        visible=lambda: uncaptured(config),
+        resume=lambda: _resume(config),
+        kept=kept,
+    )
     _SESSIONS.append(st)
 
 
@@ -241,8 +300,13 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     """With an executor: train what the selected claims need before the first of them runs (and
     with --train-only, stop there: True ends the loop)."""
     st = session.config.stash.get(_STATE_KEY, None)
-    if (st is None or st.executor is None or is_worker(session.config) or session.testsfailed
-            or session.config.option.collectonly):
+    if (
+        st is None
+        or st.executor is None
+        or is_worker(session.config)
+        or session.testsfailed
+        or session.config.option.collectonly
+    ):
         return None
     trains = [item for item in session.items if _trains(item)]
     if trains:
@@ -259,14 +323,18 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     st = _state(config)
     limit = f"{st.train_timeout:g} s" if st.train_timeout else "none"
-    lines = [f"toymodel {__version__}: implementation under test = {st.impl_name!r}, claims seed = "
-             f"{st.seed}, result cache = {st.cache.root if st.cache else 'off'}, "
-             f"baselines = {st.baselines.root}{' (regenerating)' if st.regen else ''}, "
-             f"time limit per training = {limit}"]
+    lines = [
+        f"toymodel {__version__}: implementation under test = {st.impl_name!r}, claims seed = "
+        f"{st.seed}, result cache = {st.cache.root if st.cache else 'off'}, "
+        f"baselines = {st.baselines.root}{' (regenerating)' if st.regen else ''}, "
+        f"time limit per training = {limit}"
+    ]
     if st.executor is not None:
         threads = f", {st.executor.threads} thread(s) per training" if st.executor.threads else ""
-        lines.append(f"toymodel: executor = {st.executor.text}{threads}"
-                     + (" (--train-only: no claim is checked)" if st.train_only else ""))
+        lines.append(
+            f"toymodel: executor = {st.executor.text}{threads}"
+            + (" (--train-only: no claim is checked)" if st.train_only else "")
+        )
     if st.device is not None:
         lines.append(f"toymodel: every spec trains on device {st.device!r}")
     if st.xfail_ids:
@@ -280,8 +348,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         from ..reference.kernel import fused
 
         if not fused.available():
-            lines.append(f"toymodel: fused kernel unavailable ({fused.unavailable_reason()}): "
-                         "training takes the unfused path, ~2-5x slower")
+            lines.append(
+                f"toymodel: fused kernel unavailable ({fused.unavailable_reason()}): "
+                "training takes the unfused path, ~2-5x slower"
+            )
     return lines
 
 
@@ -319,8 +389,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if st.unknown_xfails and not is_worker(config):
             st.said_unknown_xfails = True
             reporter = config.pluginmanager.get_plugin("terminalreporter")
-            text = (f"toymodel WARNING: --xfails-file names claim ids that no collected test has: "
-                    f"{', '.join(st.unknown_xfails)}")
+            text = (
+                f"toymodel WARNING: --xfails-file names claim ids that no collected test has: "
+                f"{', '.join(st.unknown_xfails)}"
+            )
             if reporter is not None:
                 reporter.write_line(text, yellow=True)
             else:
@@ -383,8 +455,15 @@ def claim(request: pytest.FixtureRequest) -> Claim:
     theory = request.node.get_closest_marker("theory") is not None
     # the regression baselines are the reference's numbers on the CPU
     reference = st.is_reference and st.device in (None, "cpu")
-    c = Claim(id=cid, implementation=st.impl_name, seed=st.seed, reference=reference,
-              baselines=st.baselines, figure_dir=fig_dir, tier="theory" if theory else "implementation")
+    c = Claim(
+        id=cid,
+        implementation=st.impl_name,
+        seed=st.seed,
+        reference=reference,
+        baselines=st.baselines,
+        figure_dir=fig_dir,
+        tier="theory" if theory else "implementation",
+    )
     request.node.stash[_CLAIM_KEY] = c
     return c
 
@@ -403,8 +482,12 @@ def pytest_runtest_makereport(
     if c is not None and (report.when == "call" or (report.when == "setup" and report.outcome != "passed")):
         st = _state(item.config)
         message = str(error).splitlines()[0] if error is not None and str(error) else ""
-        strict_xpass = (report.when == "call" and report.failed and error is None
-                        and str(report.longrepr or "").startswith("[XPASS(strict)]"))
+        strict_xpass = (
+            report.when == "call"
+            and report.failed
+            and error is None
+            and str(report.longrepr or "").startswith("[XPASS(strict)]")
+        )
         if isinstance(error, BaselineError):
             verdict = "regression-failed"
         elif isinstance(error, ImplementationFailure):
@@ -414,8 +497,10 @@ def pytest_runtest_makereport(
             verdict = "xpassed-declared" if declared else "xpassed"
             why = declared or f"the suite expects it to fail: {str(report.longrepr).split('] ', 1)[-1]}"
             advice = ": remove it from that file" if declared else ""
-            message = (f"[{c.id}] passed, but it is {why}{advice} (implementation {c.implementation!r}, "
-                       f"claims seed {c.seed})")
+            message = (
+                f"[{c.id}] passed, but it is {why}{advice} (implementation {c.implementation!r}, "
+                f"claims seed {c.seed})"
+            )
             if not full_tracebacks(item.config):
                 report.longrepr = OneLine(f"{item.nodeid}: {message}")  # type: ignore[assignment]
         elif hasattr(report, "wasxfail"):
@@ -423,9 +508,16 @@ def pytest_runtest_makereport(
         else:
             verdict = report.outcome
         record = c.as_dict()
-        record.update({"test": item.nodeid, "verdict": verdict, "message": message,
-                       "section": next((m for m in SECTIONS if item.get_closest_marker(m) is not None), ""),
-                       "statement": _statement(item), "duration": report.duration})
+        record.update(
+            {
+                "test": item.nodeid,
+                "verdict": verdict,
+                "message": message,
+                "section": next((m for m in SECTIONS if item.get_closest_marker(m) is not None), ""),
+                "statement": _statement(item),
+                "duration": report.duration,
+            }
+        )
         st.records.append(record)
     if report.failed and isinstance(error, _ONE_LINE) and not full_tracebacks(item.config):
         report.longrepr = OneLine(f"{item.nodeid}: {error}")  # type: ignore[assignment]
@@ -449,15 +541,20 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if impl:
         terminalreporter.write_line("verdicts on the implementation: " + _counts(impl))
     if theory:
-        terminalreporter.write_line("theory tier (the suite's closed forms, no implementation involved): "
-                                    + _counts(theory))
+        terminalreporter.write_line(
+            "theory tier (the suite's closed forms, no implementation involved): " + _counts(theory)
+        )
     if st.unknown_xfails and not st.said_unknown_xfails:
-        terminalreporter.write_line("toymodel WARNING: --xfails-file names claim ids that no collected test "
-                                    f"has: {', '.join(st.unknown_xfails)}", yellow=True)
+        terminalreporter.write_line(
+            "toymodel WARNING: --xfails-file names claim ids that no collected test "
+            f"has: {', '.join(st.unknown_xfails)}",
+            yellow=True,
+        )
     if st.missed:
-        terminalreporter.write_line(f"toymodel: {len(st.missed)} spec(s) the discovery pass did not find "
-                                    "were trained in process when their claims asked: "
-                                    + ", ".join(st.missed.values()))
+        terminalreporter.write_line(
+            f"toymodel: {len(st.missed)} spec(s) the discovery pass did not find "
+            "were trained in process when their claims asked: " + ", ".join(st.missed.values())
+        )
     for line in st.notices.values():
         terminalreporter.write_line(f"NOTE: {line}", yellow=True)
     for line in st.warnings:
@@ -467,8 +564,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             terminalreporter.write_line(line, red=failing)
     if st.regen:
         changes = st.baselines.changes
-        terminalreporter.write_line(f"--regen-baselines wrote {len(changes)} change(s) to {st.baselines.root}"
-                                    + (":" if changes else ""))
+        terminalreporter.write_line(
+            f"--regen-baselines wrote {len(changes)} change(s) to {st.baselines.root}"
+            + (":" if changes else "")
+        )
         for line in changes:
             terminalreporter.write_line(f"  {line}")
 
@@ -482,9 +581,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if st is None:
         return
     if is_worker(session.config):  # the controller merges the workers' records (pytest_testnodedown)
-        session.config.workeroutput["toymodel"] = json.dumps(jsonable({  # type: ignore[attr-defined]
-            "records": st.records, "notices": st.notices, "warnings": list(st.warnings),
-            "unknown_xfails": st.unknown_xfails}))
+        session.config.workeroutput["toymodel"] = json.dumps(  # type: ignore[attr-defined]
+            jsonable(
+                {
+                    "records": st.records,
+                    "notices": st.notices,
+                    "warnings": list(st.warnings),
+                    "unknown_xfails": st.unknown_xfails,
+                }
+            )
+        )
         return
     if st.report_path is None:
         return
@@ -496,8 +602,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         write(st.payload(interrupted), st.report_path, calibration=default_calibration_dir())
     except Exception as exc:  # the JSON is written first; a page that cannot be rendered is said
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        line = (f"toymodel WARNING: the report {st.report_path} could not be written "
-                f"({type(exc).__name__}: {exc})")
+        line = (
+            f"toymodel WARNING: the report {st.report_path} could not be written "
+            f"({type(exc).__name__}: {exc})"
+        )
         if reporter is not None:
             reporter.write_line(line, yellow=True)
         else:
@@ -526,8 +634,14 @@ def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> N
     st = _current()
     if st is None or is_worker(st.config):
         return
-    lines = [] if st.progress.interrupted is not None else [  # else the cut-short training said it
-        f"toymodel: interrupted; the {st.progress.trained} result(s) trained in this run {st.progress.kept}"]
+    lines = (
+        []
+        if st.progress.interrupted is not None
+        else [  # else the cut-short training said it
+            f"toymodel: interrupted; the {st.progress.trained} result(s) "
+            f"trained in this run {st.progress.kept}"
+        ]
+    )
     if st.report_path is not None:
         lines.append(f"toymodel: the report {st.report_path} holds the claims finished before the interrupt")
     for line in lines:
@@ -538,5 +652,3 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     st = config.stash.get(_STATE_KEY, None)
     if st in _SESSIONS:
         _SESSIONS.remove(st)
-
-

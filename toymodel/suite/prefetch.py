@@ -45,8 +45,14 @@ def placeholder(spec: Spec) -> Result:
     steps, a flat loss curve and held-out loss, read-only like a validated result."""
     i, m, n = spec.instances, spec.m, spec.n
     steps = expected_loss_steps(spec)
-    arrays = {"W": np.zeros((i, m, n)), "b": np.zeros((i, n)), "loss_steps": steps,
-              "loss_curve": np.ones((i, len(steps))), "eval_loss": np.ones(i), "eval_loss_se": np.zeros(i)}
+    arrays = {
+        "W": np.zeros((i, m, n)),
+        "b": np.zeros((i, n)),
+        "loss_steps": steps,
+        "loss_curve": np.ones((i, len(steps))),
+        "eval_loss": np.ones(i),
+        "eval_loss_se": np.zeros(i),
+    }
     if spec.model == "abs":
         arrays["W2"] = np.zeros((i, n, m))
     for arr in arrays.values():

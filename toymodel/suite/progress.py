@@ -56,10 +56,17 @@ class TrainingProgress:
     results are kept, for the interrupt message.
     """
 
-    def __init__(self, mode: Mode, *, write: Callable[[str], None],
-                 visible: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
-                 resume: Callable[[], None] | None = None,
-                 kept: str = "", delay: float = 2.0, min_seconds: float = 1.0):
+    def __init__(
+        self,
+        mode: Mode,
+        *,
+        write: Callable[[str], None],
+        visible: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+        resume: Callable[[], None] | None = None,
+        kept: str = "",
+        delay: float = 2.0,
+        min_seconds: float = 1.0,
+    ):
         self.mode = mode
         self.write = write
         self.resume = resume or (lambda: None)
@@ -100,9 +107,11 @@ class TrainingProgress:
                 yield
             except KeyboardInterrupt:
                 self.interrupted = describe(spec)
-                self.write(f"toymodel: interrupted while training {describe(spec)!r} after "
-                           f"{time.monotonic() - start:.1f} s; {self.trained} result(s) trained before it "
-                           f"in this run {self.kept}")
+                self.write(
+                    f"toymodel: interrupted while training {describe(spec)!r} after "
+                    f"{time.monotonic() - start:.1f} s; {self.trained} result(s) trained before it "
+                    f"in this run {self.kept}"
+                )
                 raise
         seconds = time.monotonic() - start
         self.trained += 1
@@ -110,9 +119,11 @@ class TrainingProgress:
         self._seconds += seconds
         if seconds >= self.min_seconds:
             where = self.where()
-            self.write(f"toymodel: trained {describe(spec)!r} ({spec.instances} instances × "
-                       f"{spec.train.steps} steps) in {seconds:.1f} s; {self.trained} trained so far"
-                       + (f", {where}" if where else ""))
+            self.write(
+                f"toymodel: trained {describe(spec)!r} ({spec.instances} instances × "
+                f"{spec.train.steps} steps) in {seconds:.1f} s; {self.trained} trained so far"
+                + (f", {where}" if where else "")
+            )
             self.resume()
 
     @contextlib.contextmanager
@@ -135,8 +146,11 @@ class TrainingProgress:
                 refresh_per_second=4,
             )
             where = self.where()
-            task = progress.add_task(f"{describe(spec)}" + (f" · {where}" if where else ""),
-                                     total=estimate, eta="ETA after the first training")
+            task = progress.add_task(
+                f"{describe(spec)}" + (f" · {where}" if where else ""),
+                total=estimate,
+                eta="ETA after the first training",
+            )
             lock = threading.Lock()
             state = {"started": False, "done": False}
             stop_ticking = threading.Event()
@@ -178,8 +192,13 @@ class BatchProgress:
     many, elapsed time, time left at the pace so far), with one line above it per finished
     training; ``lines``: only those lines; ``off``: nothing."""
 
-    def __init__(self, mode: Mode, *, write: Callable[[str], None],
-                 visible: Callable[[], contextlib.AbstractContextManager[Any]] | None = None):
+    def __init__(
+        self,
+        mode: Mode,
+        *,
+        write: Callable[[str], None],
+        visible: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    ):
         self.mode = mode
         self.write = write
         self.visible = visible or contextlib.nullcontext
@@ -206,9 +225,16 @@ class BatchProgress:
         )
 
         with self.visible():
-            self._bar = Progress(TextColumn("[bold]training[/] {task.description}"), BarColumn(bar_width=24),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                                 console=Console(highlight=False), transient=True, refresh_per_second=4)
+            self._bar = Progress(
+                TextColumn("[bold]training[/] {task.description}"),
+                BarColumn(bar_width=24),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=Console(highlight=False),
+                transient=True,
+                refresh_per_second=4,
+            )
             self._task = self._bar.add_task(what, total=total)
             self.write("")  # the bar starts on a line of its own
             self._bar.start()

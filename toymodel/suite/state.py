@@ -46,8 +46,16 @@ from .prefetch import discover
 from .progress import BatchProgress, TrainingProgress, describe, work
 from .shipped import shipped_baselines
 
-__all__ = ["DEVICE_ENV", "SEED_LIMIT", "TRAIN_TIMEOUT", "NotCached", "OptionError", "SuiteState",
-           "full_tracebacks", "is_worker"]
+__all__ = [
+    "DEVICE_ENV",
+    "SEED_LIMIT",
+    "TRAIN_TIMEOUT",
+    "NotCached",
+    "OptionError",
+    "SuiteState",
+    "full_tracebacks",
+    "is_worker",
+]
 
 #: --claims-seed lies in [0, SEED_LIMIT): every spec's own seed plus it stays a 32-bit seed
 SEED_LIMIT = 2**31
@@ -76,15 +84,21 @@ class SuiteState:
         option = config.getoption("--impl")
         self.impl_name = selected_name(option)
         self.impl_source = selection_source(option)
-        self.seed = _int_option("--claims-seed", config.getoption("--claims-seed"), 0, SEED_LIMIT - 1,
-                                "the base seed added to every claim's spec seeds")
+        self.seed = _int_option(
+            "--claims-seed",
+            config.getoption("--claims-seed"),
+            0,
+            SEED_LIMIT - 1,
+            "the base seed added to every claim's spec seeds",
+        )
         self.train_timeout = _train_timeout(config)
         self.regen = bool(config.getoption("--regen-baselines"))
         self.no_cache = bool(config.getoption("--no-cache"))
         self.cache_only = bool(config.getoption("--cache-only"))
         if self.cache_only and self.no_cache:
-            raise OptionError("--cache-only reads results from the cache and --no-cache ignores it: "
-                              "give one of them")
+            raise OptionError(
+                "--cache-only reads results from the cache and --no-cache ignores it: give one of them"
+            )
         self._impl: Callable[[Spec], Any] | None = None
         self._impl_error: ImplementationError | None = None
         self._code = ""
@@ -99,12 +113,17 @@ class SuiteState:
         #: cache faults (a file retrained, a result not written), each said once in the summary
         self.warnings: dict[str, None] = {}
         if self.regen and (not self.is_reference or self.seed != 0):
-            why = [f"this run tests implementation {self.impl_name!r} ({self.impl_source})"] if (
-                not self.is_reference) else []
+            why = (
+                [f"this run tests implementation {self.impl_name!r} ({self.impl_source})"]
+                if (not self.is_reference)
+                else []
+            )
             why += [f"--claims-seed is {self.seed}"] if self.seed != 0 else []
-            raise OptionError(f"--regen-baselines rewrites the reference implementation's own numbers "
-                              f"('{DEFAULT}', claims seed 0), and {' and '.join(why)}: nothing would be "
-                              "written; drop --regen-baselines, or regenerate with the reference at seed 0")
+            raise OptionError(
+                f"--regen-baselines rewrites the reference implementation's own numbers "
+                f"('{DEFAULT}', claims seed 0), and {' and '.join(why)}: nothing would be "
+                "written; drop --regen-baselines, or regenerate with the reference at seed 0"
+            )
         self.xfail_ids, self.unknown_xfails = self._read_xfails(config.getoption("--xfails-file"))
         self.said_unknown_xfails = False
         report = config.getoption("--claims-report")
@@ -142,19 +161,27 @@ class SuiteState:
         raw = raw or os.environ.get(EXECUTOR_ENV) or ("inprocess" if self.train_only else None)
         if raw is None:
             return None
-        threads = _int_option("--worker-threads", config.getoption("--worker-threads"), 1, 4096,
-                              "threads of one training on an executor's workers")
+        threads = _int_option(
+            "--worker-threads",
+            config.getoption("--worker-threads"),
+            1,
+            4096,
+            "threads of one training on an executor's workers",
+        )
         try:
             executor = parse_executor(raw, threads=threads)
         except ExecutorError as exc:
             raise OptionError(str(exc).replace(f"--executor {raw}", source, 1)) from None
         if self.cache_only:
-            raise OptionError(f"{source} trains the claims' specs and --cache-only trains nothing: give "
-                              "one of them")
+            raise OptionError(
+                f"{source} trains the claims' specs and --cache-only trains nothing: give one of them"
+            )
         if (config.getoption("numprocesses", None) or 0) and not is_worker(config):
-            raise OptionError(f"{source} trains every spec before the claims run and -n (pytest-xdist) "
-                              "runs the claims in worker processes that train what they need: give one of "
-                              "them (e.g. --executor processes:N)")
+            raise OptionError(
+                f"{source} trains every spec before the claims run and -n (pytest-xdist) "
+                "runs the claims in worker processes that train what they need: give one of "
+                "them (e.g. --executor processes:N)"
+            )
         return executor
 
     def _train_seeds_option(self, config: pytest.Config) -> list[int]:
@@ -162,8 +189,10 @@ class SuiteState:
         if raw is None:
             return [self.seed]
         if not self.train_only:
-            raise OptionError("--train-seeds says which claims seeds --train-only trains for: give "
-                              "--train-only too (a run that checks claims checks them at --claims-seed)")
+            raise OptionError(
+                "--train-seeds says which claims seeds --train-only trains for: give "
+                "--train-only too (a run that checks claims checks them at --claims-seed)"
+            )
         seeds: list[int] = []
         try:
             for part in str(raw).split(","):
@@ -172,8 +201,9 @@ class SuiteState:
         except ValueError:
             seeds = []
         if not seeds or any(not 0 <= k < SEED_LIMIT for k in seeds):
-            raise OptionError(f"--train-seeds {raw}: give claims seeds from 0 to {SEED_LIMIT - 1}, e.g. "
-                              "0-3 or 0,5,9")
+            raise OptionError(
+                f"--train-seeds {raw}: give claims seeds from 0 to {SEED_LIMIT - 1}, e.g. 0-3 or 0,5,9"
+            )
         return sorted(set(seeds))
 
     def _open_cache(self) -> ResultCache:
@@ -206,8 +236,9 @@ class SuiteState:
             if path.exists() and not path.is_dir():
                 raise OptionError(f"--baselines-dir {explicit}: is a file, not a folder")
             if not path.exists() and not config.getoption("--regen-baselines"):
-                raise OptionError(f"--baselines-dir {explicit}: no such folder "
-                                  "(--regen-baselines creates it)")
+                raise OptionError(
+                    f"--baselines-dir {explicit}: no such folder (--regen-baselines creates it)"
+                )
             return path
         local = Path(config.rootpath) / "baselines"
         if local.is_dir():
@@ -275,8 +306,10 @@ class SuiteState:
 
         def fresh(s: Spec) -> Result:
             if self.cache_only:
-                raise NotCached(f"not in the result cache {self.cache.root if self.cache else ''}: spec "
-                                f"{s.hash()} ({s.name or s.model}); --cache-only trains nothing")
+                raise NotCached(
+                    f"not in the result cache {self.cache.root if self.cache else ''}: spec "
+                    f"{s.hash()} ({s.name or s.model}); --cache-only trains nothing"
+                )
             if self.prefetched:
                 self.missed[s.hash()] = describe(s)
             with self.progress.training(s):
@@ -305,21 +338,32 @@ class SuiteState:
             for raw in found.specs:
                 s = self.reseed(raw, k)
                 specs.setdefault(s.hash(), s)
-        todo = [s for h, s in specs.items() if h not in self.memory and not (
-            self.cache is not None and self.cache.has(s, self.impl_name, self._code))]
+        todo = [
+            s
+            for h, s in specs.items()
+            if h not in self.memory
+            and not (self.cache is not None and self.cache.has(s, self.impl_name, self._code))
+        ]
         seeds = f" at claims seeds {_seed_list(self.train_seeds)}" if len(self.train_seeds) > 1 else ""
         quiet = self.progress.mode == "off"
 
         def say(line: str) -> None:
             if not quiet:
                 self.progress.write(line)
-        say(f"toymodel: the claims ask for {len(specs)} spec(s){seeds} (found in {found.seconds:.1f} s); "
-            f"{len(specs) - len(todo)} cached, {len(todo)} to train on {executor.text}")
+
+        say(
+            f"toymodel: the claims ask for {len(specs)} spec(s){seeds} (found in {found.seconds:.1f} s); "
+            f"{len(specs) - len(todo)} cached, {len(todo)} to train on {executor.text}"
+        )
         self.prefetched = True
         if not todo:
             return
-        job = Job(self.impl_name, search_path=str(self.config.invocation_params.dir),
-                  timeout=self.train_timeout or None, threads=executor.threads)
+        job = Job(
+            self.impl_name,
+            search_path=str(self.config.invocation_params.dir),
+            timeout=self.train_timeout or None,
+            threads=executor.threads,
+        )
         start = datetime.datetime.now()
         try:
             executor.start()
@@ -337,8 +381,10 @@ class SuiteState:
             executor.close()
         seconds = (datetime.datetime.now() - start).total_seconds()
         failed = sum(s.hash() in self.failed for s in todo)
-        say(f"toymodel: {len(todo) - failed} of {len(todo)} spec(s) trained on {executor.text} in "
-            f"{seconds:.1f} s" + (f"; {failed} failed (their claims fail with its error)" if failed else ""))
+        say(
+            f"toymodel: {len(todo) - failed} of {len(todo)} spec(s) trained on {executor.text} in "
+            f"{seconds:.1f} s" + (f"; {failed} failed (their claims fail with its error)" if failed else "")
+        )
         self.progress.resume()
 
     def _receive(self, out: Outcome) -> str:
@@ -350,29 +396,42 @@ class SuiteState:
         keep = self.cache is not None
         if out.code != self._code or out.version != __version__:
             keep = False
-            self.warn(f"worker {out.worker} has other code for implementation {self.impl_name!r} than this "
-                      f"process (fingerprint {out.code}, toymodel {out.version}; here {self._code}, "
-                      f"{__version__}): its results are used in this run, not cached")
-        if not (keep and self.cache is not None and self.cache.store(spec, self.impl_name, self._code,
-                                                                       out.result)):
+            self.warn(
+                f"worker {out.worker} has other code for implementation {self.impl_name!r} than this "
+                f"process (fingerprint {out.code}, toymodel {out.version}; here {self._code}, "
+                f"{__version__}): its results are used in this run, not cached"
+            )
+        if not (
+            keep and self.cache is not None and self.cache.store(spec, self.impl_name, self._code, out.result)
+        ):
             self.memory[key] = out.result
         self.progress.trained += 1
         notice = eval_loss_disagreement(out.result)
         if notice is not None:
             self.notices.setdefault(key, notice)
-        return (f"toymodel: trained {describe(spec)!r} ({spec.instances} instances × {spec.train.steps} "
-                f"steps) on {out.worker} in {out.seconds:.1f} s")
+        return (
+            f"toymodel: trained {describe(spec)!r} ({spec.instances} instances × {spec.train.steps} "
+            f"steps) on {out.worker} in {out.seconds:.1f} s"
+        )
 
     def payload(self, interrupted: bool = False) -> dict[str, Any]:
         """The claims report of this session so far (:mod:`toymodel.report.records`)."""
         claims = [r for r in self.records if r.get("tier") != "theory"]
         theory = [r for r in self.records if r.get("tier") == "theory"]
-        payload = {"toymodel": __version__, "implementation": self.impl_name, "claims_seed": self.seed,
-                   "started": self.started, "unknown_xfail_ids": self.unknown_xfails,
-                   "notices": list(self.notices.values()), "warnings": list(self.warnings),
-                   "figures_skipped": figures_unavailable() if self.report_path is not None else None,
-                   "summary": summary(claims), "claims": claims,
-                   "theory_summary": summary(theory), "theory": theory}
+        payload = {
+            "toymodel": __version__,
+            "implementation": self.impl_name,
+            "claims_seed": self.seed,
+            "started": self.started,
+            "unknown_xfail_ids": self.unknown_xfails,
+            "notices": list(self.notices.values()),
+            "warnings": list(self.warnings),
+            "figures_skipped": figures_unavailable() if self.report_path is not None else None,
+            "summary": summary(claims),
+            "claims": claims,
+            "theory_summary": summary(theory),
+            "theory": theory,
+        }
         if interrupted:
             payload["interrupted"] = True
         return payload

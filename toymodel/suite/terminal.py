@@ -18,8 +18,11 @@ __all__ = ["OneLine", "progress_mode", "uncaptured", "writer"]
 
 
 def progress_mode(config: pytest.Config) -> Mode:
-    if config.getoption("verbose") < 0 or is_worker(config) or (
-            config.pluginmanager.get_plugin("terminalreporter") is None):
+    if (
+        config.getoption("verbose") < 0
+        or is_worker(config)
+        or (config.pluginmanager.get_plugin("terminalreporter") is None)
+    ):
         return "off"
     try:
         tty = sys.stdout.isatty()

@@ -253,11 +253,17 @@ def minimise_expected_loss(
     m, n = W0.shape
 
     def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        val, dW, db = expected_loss(theta[: m * n].reshape(m, n), theta[m * n :], importance, density,
-                                    model, panels)
+        val, dW, db = expected_loss(
+            theta[: m * n].reshape(m, n), theta[m * n :], importance, density, model, panels
+        )
         return val, np.concatenate([dW.ravel(), db])
 
-    res = optimize.minimize(fun, np.concatenate([W0.ravel(), b0]), jac=True, method="L-BFGS-B",
-                            options={"maxiter": maxiter, "gtol": gtol, "ftol": 1e-15})
+    res = optimize.minimize(
+        fun,
+        np.concatenate([W0.ravel(), b0]),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": maxiter, "gtol": gtol, "ftol": 1e-15},
+    )
     theta = res.x
     return theta[: m * n].reshape(m, n).copy(), theta[m * n :].copy(), float(res.fun)

@@ -35,8 +35,9 @@ __all__ = [
 ]
 
 
-def regular_polygon(k: int, n: int, radius: float = 1.0, features: Sequence[int] | None = None,
-                    phase: float = 0.0) -> np.ndarray:
+def regular_polygon(
+    k: int, n: int, radius: float = 1.0, features: Sequence[int] | None = None, phase: float = 0.0
+) -> np.ndarray:
     """W (2, n) with ``features`` (default 0..k-1) at the vertices of a regular k-gon of the
     given radius, at angles phase + 2πj/k in the given order; the other columns are 0."""
     feats = list(range(k)) if features is None else [int(f) for f in features]
@@ -49,8 +50,9 @@ def regular_polygon(k: int, n: int, radius: float = 1.0, features: Sequence[int]
     return W
 
 
-def digon_square(n: int, pairs: Sequence[tuple[int, int]], radius: float = 1.0,
-                 phase: float = 0.0) -> np.ndarray:
+def digon_square(
+    n: int, pairs: Sequence[tuple[int, int]], radius: float = 1.0, phase: float = 0.0
+) -> np.ndarray:
     """W (2, n) with two antipodal pairs on orthogonal axes (a square of two digons): pair 0 at
     phase and phase+π, pair 1 at phase±π/2; unlisted features are 0 (not represented)."""
     if len(pairs) != 2:
@@ -98,8 +100,14 @@ def optimise_candidate(
         return val, np.concatenate([np.einsum("ki,ki->i", dW, W), db])
 
     bounds = [(min_scale, max_scale)] * n + [(None, None)] * n
-    res = optimize.minimize(fun, np.concatenate([np.ones(n), b]), jac=True, method="L-BFGS-B",
-                            bounds=bounds, options={"maxiter": 1000, "gtol": 1e-12, "ftol": 1e-15})
+    res = optimize.minimize(
+        fun,
+        np.concatenate([np.ones(n), b]),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": 1000, "gtol": 1e-12, "ftol": 1e-15},
+    )
     scale = res.x[:n]
     represented = np.any(W != 0, axis=0)
     collapsed = bool(np.any(represented & (scale <= collapse_tol)))
@@ -123,8 +131,13 @@ class OptimisedPhaseMap:
     closed_form_labels: np.ndarray
 
 
-def _candidates(n: int) -> tuple[tuple[str, ...], Callable[[float], dict[str, tuple[np.ndarray, np.ndarray]]],
-                                 Callable[[ArrayLike, ArrayLike], np.ndarray]]:
+def _candidates(
+    n: int,
+) -> tuple[
+    tuple[str, ...],
+    Callable[[float], dict[str, tuple[np.ndarray, np.ndarray]]],
+    Callable[[ArrayLike, ArrayLike], np.ndarray],
+]:
     if n == 2:
         return N2_CANDIDATES, candidate_params_n2, closed_form_losses_n2
     if n == 3:

@@ -62,6 +62,3 @@ def pentagon_crossover(lo: float = 0.15, hi: float = 0.6, xtol: float = 1e-4) ->
         return t.square_loss - t.pentagon_loss
 
     return math.exp(optimize.brentq(gap, math.log(lo), math.log(hi), xtol=xtol))
-
-
-

@@ -66,8 +66,13 @@ class Kernel:
 
     def info(self) -> dict[str, Any]:
         """The provenance of this build (see :func:`toymodel.reference.kernel.fused.build_info`)."""
-        return {"kernel": "fused", "variant": self.variant, "compiler": self.compiler,
-                "compiler_version": self.compiler_version, "flags": " ".join(self.flags)}
+        return {
+            "kernel": "fused",
+            "variant": self.variant,
+            "compiler": self.compiler,
+            "compiler_version": self.compiler_version,
+            "flags": " ".join(self.flags),
+        }
 
 
 def _cpu_flags() -> set[str]:
@@ -183,8 +188,13 @@ def _compile(cc: list[str], flags: list[str], target: Path) -> None:
     os.close(fd)
     try:
         try:
-            proc = subprocess.run([*cc, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True,
-                                  timeout=300, check=False)
+            proc = subprocess.run(
+                [*cc, *flags, str(SOURCE), "-o", tmp],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
         except (OSError, subprocess.SubprocessError) as err:
             raise BuildError(f"{cc[0]} could not run: {err}") from None
         if proc.returncode != 0:
@@ -212,8 +222,12 @@ def _load(target: Path) -> ctypes.CDLL:
     return lib
 
 
-def build(cc: str | Sequence[str] | None = None, *, scalar: bool = False,
-          build_dir: str | os.PathLike[str] | None = None) -> Kernel:
+def build(
+    cc: str | Sequence[str] | None = None,
+    *,
+    scalar: bool = False,
+    build_dir: str | os.PathLike[str] | None = None,
+) -> Kernel:
     """Build (or reuse) and load the kernel with compiler ``cc`` (default: ``$CC``, else ``cc``),
     its scalar path if ``scalar``, in ``build_dir`` (default: see the module's docs; a folder that
     is not verifiably ours is refused, then a private one is used). Raises :class:`BuildError`."""
@@ -241,6 +255,12 @@ def build(cc: str | Sequence[str] | None = None, *, scalar: bool = False,
         except BuildError as err:
             raise BuildError(f"could not build {SOURCE.name}: {err}") from None
         variant = lib.toymodel_fused_variant().decode()
-        return Kernel(lib=lib, compiler=shlex.join(command), compiler_version=version, flags=tuple(flags),
-                      variant=variant, path=target)
+        return Kernel(
+            lib=lib,
+            compiler=shlex.join(command),
+            compiler_version=version,
+            flags=tuple(flags),
+            variant=variant,
+            path=target,
+        )
     raise BuildError(f"could not build {SOURCE.name}: " + "; ".join(errors))

@@ -35,8 +35,18 @@ import numpy as np
 from . import builder
 from .builder import BuildError, Kernel
 
-__all__ = ["MODELS", "VALUES", "available", "build_info", "kernel", "library", "sfc64_raw", "step", "submit",
-           "unavailable_reason"]
+__all__ = [
+    "MODELS",
+    "VALUES",
+    "available",
+    "build_info",
+    "kernel",
+    "library",
+    "sfc64_raw",
+    "step",
+    "submit",
+    "unavailable_reason",
+]
 
 MODELS = {"linear": 0, "relu_output": 1, "relu_hidden": 2, "abs": 3}
 VALUES = {"uniform01": 0, "uniform_pm1": 1}
@@ -82,8 +92,10 @@ def unavailable_reason() -> str | None:
     if k is None:
         return _reason
     if k.variant == "scalar" and not _scalar_asked:
-        return (f"{k.compiler_version} builds only the kernel's scalar path (no vector extensions), "
-                "which is no faster than the unfused step")
+        return (
+            f"{k.compiler_version} builds only the kernel's scalar path (no vector extensions), "
+            "which is no faster than the unfused step"
+        )
     return None
 
 
@@ -111,8 +123,10 @@ def sfc64_raw(bits: np.random.BitGenerator, count: int, out: np.ndarray | None =
     if out is None:
         out = np.empty(count, dtype=np.uint64)
     elif out.dtype != np.uint64 or out.ndim != 1 or out.size < count or not out.flags.c_contiguous:
-        raise ValueError(f"sfc64_raw: out must be a contiguous uint64 vector of >= {count} values, "
-                         f"got {out.dtype} {out.shape}")
+        raise ValueError(
+            f"sfc64_raw: out must be a contiguous uint64 vector of >= {count} values, "
+            f"got {out.dtype} {out.shape}"
+        )
     out = out[:count]
     with bits.lock:
         state = bits.state
@@ -172,9 +186,21 @@ def step(
         raise ValueError("step needs words (with offset and slope) or x")
     inst, rows, n = src.shape
     m = W.shape[1]
-    for name, arr in {"W": W, "W2": W2, "b": b, "importance": importance, "hidden_l1": hidden_l1, "gW": gW,
-                      "gW2": gW2, "gb": gb, "loss": loss, "offset": offset, "slope": slope, "x": x,
-                      "words": words}.items():
+    for name, arr in {
+        "W": W,
+        "W2": W2,
+        "b": b,
+        "importance": importance,
+        "hidden_l1": hidden_l1,
+        "gW": gW,
+        "gW2": gW2,
+        "gb": gb,
+        "loss": loss,
+        "offset": offset,
+        "slope": slope,
+        "x": x,
+        "words": words,
+    }.items():
         if arr is not None and not arr.flags.c_contiguous:
             raise ValueError(f"fused.step: {name} must be C-contiguous")
 
@@ -182,10 +208,30 @@ def step(
         def at(a: np.ndarray | None) -> int | None:
             return None if a is None else _ptr(a[lo:hi])
 
-        return int(lib.toymodel_fused_step(
-            MODELS[model], VALUES[values], hi - lo, rows, n, m, float(batch),
-            at(words), at(x), at(offset), at(slope), at(W), at(W2), at(b), at(importance), at(hidden_l1),
-            at(gW), at(gW2), at(gb), at(loss)))
+        return int(
+            lib.toymodel_fused_step(
+                MODELS[model],
+                VALUES[values],
+                hi - lo,
+                rows,
+                n,
+                m,
+                float(batch),
+                at(words),
+                at(x),
+                at(offset),
+                at(slope),
+                at(W),
+                at(W2),
+                at(b),
+                at(importance),
+                at(hidden_l1),
+                at(gW),
+                at(gW2),
+                at(gb),
+                at(loss),
+            )
+        )
 
     parts = max(1, min(threads, inst, (inst * rows * n) // SPLIT_MIN_ELEMENTS))
     if parts == 1:
