@@ -92,11 +92,16 @@ CAUGHT_THOUGH_HARMLESS = {
 }
 
 
-@pytest.mark.parametrize("mutant", [
-    pytest.param(m.name, marks=pytest.mark.xfail(strict=True, reason=CAUGHT_THOUGH_HARMLESS[m.name]))
-    if m.name in CAUGHT_THOUGH_HARMLESS else m.name
-    for m in MUTANTS if m.harmless
-])
+@pytest.mark.parametrize(
+    "mutant",
+    [
+        pytest.param(m.name, marks=pytest.mark.xfail(strict=True, reason=CAUGHT_THOUGH_HARMLESS[m.name]))
+        if m.name in CAUGHT_THOUGH_HARMLESS
+        else m.name
+        for m in MUTANTS
+        if m.harmless
+    ],
+)
 def test_harmless_mutant_fails_no_more_than_the_reference(mutant: str) -> None:
     runs = _table()["runs"]
     killed = sum(run["killed"] for run in runs[mutant].values())
