@@ -48,9 +48,8 @@ class TierConfig:
 #: by <= 0.04). n=40, m=8 showed a plateau of 2 levels and no fractional peaks. n=100, m=10 and
 #: n=200, m=20 cost 2.3x and 9x per step (9.6 and 5.3 vs 46 steps/s for n=60, m=10 on one thread).
 #: Eight restarts per level in the fast tier: a single sweep shows a dimensionality peak at 3/4,
-#: 2/3, 2/5 or 3/8 in only about half the runs (torch, 2026-11-30: 23 of 40 restarts over seeds
-#: 0-4, 3 to 6 of 8 per seed), so the claim asks it of at least one restart (all eight miss with
-#: probability ~0.43^8 < 0.2%). Training the 160 instances takes ~2.5-4.5 min here.
+#: 2/3, 2/5 or 3/8 in only about half the restarts (calibration/dimensionality_fractions.json), so the
+#: claim asks it of at least one restart (all eight miss with probability ~0.5^8 < 0.4%).
 TIERS: dict[str, TierConfig] = {
     "fast": TierConfig(n=60, m=10, levels=20, max_inverse_density=8.0, restarts=8, steps=5_000),
     "paper": TierConfig(n=400, m=30, levels=20, max_inverse_density=20.0, restarts=1, steps=10_000),

@@ -30,8 +30,8 @@ The instances are split into shards of at most
 one instance), each with its own sampler, random stream and work buffers: a
 shard's batch is drawn and trained on while it is still in cache, and ``threads`` worker threads
 share the shards (numpy releases the GIL in its loops and in BLAS, which runs on one thread
-meanwhile). At n=400, m=30, 20 instances one step took 144 ms as one block and 53 ms in 20 shards
-on 2 threads (2026-11-30, 2 cores). The shards depend on the spec only, so results are
+meanwhile): at paper scale several times faster than one block (`tox -e bench`, docs/performance.md).
+The shards depend on the spec only, so results are
 deterministic for a given seed, platform and BLAS whatever the thread count; float32 sums may
 differ across BLAS builds.
 """

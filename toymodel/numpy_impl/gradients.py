@@ -14,9 +14,7 @@ _WEIGHT_SHAPES = {"W": ("m", "n"), "b": ("n",), "W2": ("n", "m")}
 
 
 #: Batch entries (instances x n x batch) per shard: 1 MiB of float32 per work buffer, so a shard's
-#: half-dozen buffers stay in this machine's L2/L3. Measured (2026-11-30, 2 threads, ms per step):
-#: n=60, m=10, 160 instances: 67 in shards of 4 instances (2^18 entries), 74 in shards of 8, 84 in
-#: shards of 16, 142 as one block; n=400, m=30: 53 with one instance per shard, 74 with two.
+#: half-dozen buffers stay in L2/L3 (the choice among shard sizes: `tox -e bench -- -k numpy_shards`).
 #: Changing it changes the shards' random streams, hence every numpy result.
 SHARD_ENTRIES = 2**18
 
