@@ -42,18 +42,9 @@ def _selected(result: Result, setting: int) -> tuple[np.ndarray, np.ndarray]:
     return result.W[k].copy(), result.b[k].copy()
 
 
-def _level(setting: int, change: Change) -> Serve:
-    """Every restart of ``setting`` given its selected model changed by ``change(W, b)``."""
-
-    def apply(result: Result) -> Result:
-        W, b = change(*_selected(result, setting))
-        return edit_setting(result, setting, W=W, b=b)
-
-    return only(SWEEP, apply)
-
-
 def _levels(settings: tuple[int, ...], change: Change) -> Serve:
-    """:func:`_level` at each of ``settings``."""
+    """Every restart of each of ``settings`` given that setting's selected model changed by
+    ``change(W, b)``."""
 
     def apply(result: Result) -> Result:
         for setting in settings:
@@ -62,6 +53,11 @@ def _levels(settings: tuple[int, ...], change: Change) -> Serve:
         return result
 
     return only(SWEEP, apply)
+
+
+def _level(setting: int, change: Change) -> Serve:
+    """:func:`_levels` at one setting."""
+    return _levels((setting,), change)
 
 
 def _only_label(setting: int, label: str) -> Serve:
