@@ -226,10 +226,6 @@ def test_train_one_spec(
 ) -> None:
     (tmp_path / "fakeimpl.py").write_text(FAKE_IMPL)
     monkeypatch.syspath_prepend(str(tmp_path))
-    # imported in this process: dropped afterwards (monkeypatch restores sys.modules' entry), so that a
-    # later test's ``fakeimpl`` (another folder) does not resolve to this one, nor this to an earlier one
-    monkeypatch.setitem(sys.modules, "fakeimpl", None)
-    del sys.modules["fakeimpl"]
     (tmp_path / "spec.json").write_text(_spec().to_json())
     assert (
         _main(["train", "spec.json", "-o", "out/r.npz", "--impl", "fakeimpl:good"], tmp_path, monkeypatch)

@@ -193,12 +193,8 @@ def test_the_placeholder_has_the_contracts_shapes(model: str) -> None:
 
 
 def test_a_job_never_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # a module name of its own, dropped afterwards: a module imported here stays in this process's
-    # sys.modules, and a later test's ``fakeimpl`` (another folder) must not resolve to it
     (tmp_path / "jobimpl.py").write_text(FAKE_IMPL)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(sys.modules, "jobimpl", None)  # recorded, so that monkeypatch restores it
-    del sys.modules["jobimpl"]
     spec = Spec(
         model="relu_output",
         n=4,

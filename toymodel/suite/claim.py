@@ -28,7 +28,20 @@ from ..result import Result
 from ..spec import Spec
 from .baselines import BaselineStore
 
-__all__ = ["Claim", "ClaimFailure", "Trained"]
+#: the paper's sections, in its order: each is a pytest marker of the claims it holds (``-m phase``)
+SECTIONS = (
+    "superposition",
+    "phase",
+    "geometry",
+    "nonuniform",
+    "correlated",
+    "dynamics",
+    "privileged",
+    "computation",
+    "adversarial",
+)
+
+__all__ = ["SECTIONS", "Claim", "ClaimFailure", "Trained"]
 
 #: what the ``trained`` fixture is: the implementation's validated, suite-scored result of a spec
 Trained = Callable[[Spec], Result]

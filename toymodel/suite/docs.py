@@ -21,19 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["claims_page", "main", "mutants_page"]
+from .claim import SECTIONS
 
-SECTIONS = (
-    "superposition",
-    "phase",
-    "geometry",
-    "nonuniform",
-    "correlated",
-    "dynamics",
-    "privileged",
-    "computation",
-    "adversarial",
-)
+__all__ = ["claims_page", "main", "mutants_page"]
 
 
 def _tests(path: Path) -> Iterator[tuple[str, str, list[str], bool, bool, list[tuple[str, str]]]]:

@@ -95,7 +95,7 @@ from ..report.records import summary
 from ..result import ContractError, Result
 from ..spec import Spec
 from .baselines import BaselineError
-from .claim import Claim, ClaimFailure
+from .claim import SECTIONS, Claim, ClaimFailure
 from .executors import ENV_VAR as EXECUTOR_ENV
 from .implementations import ImplementationError
 from .progress import TrainingProgress
@@ -112,17 +112,6 @@ from .state import (
 )
 from .terminal import OneLine, progress_mode, uncaptured, writer
 
-SECTIONS = (
-    "superposition",
-    "phase",
-    "geometry",
-    "nonuniform",
-    "correlated",
-    "dynamics",
-    "privileged",
-    "computation",
-    "adversarial",
-)
 _CLAIM_KEY = pytest.StashKey[Claim]()
 _STATE_KEY = pytest.StashKey[SuiteState]()
 #: the sessions' states, innermost last, for the hooks that are not given the config
