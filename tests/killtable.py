@@ -3,9 +3,12 @@ implementation, for the false-alarm rate at the same seeds) against the whole fa
 claims seeds, written to ``tests/data/kill_table.json`` and read by ``tests/test_mutants.py``.
 
     python tests/killtable.py --seeds 0-4 [--jobs 2] [--only relu_dropped,bias_frozen]
+    python tests/killtable.py --seeds 0-4 --claims privileged_basis_regimes   # refresh one column
 
-Incremental: runs already in the table are kept unless ``--redo``; trained results come from the
-shared result cache, so a rerun retrains nothing. Each run is a ``pytest claims`` subprocess with
+Incremental: runs already in the table are kept unless ``--redo`` (or ``--claims``, which reruns
+the selected claims, a pytest ``-k`` expression, and replaces their columns in every row it
+touches, keeping the other claims' verdicts); trained results come from the shared result cache,
+so a rerun retrains nothing. Each run is a ``pytest claims`` subprocess with
 ``--impl mutants:<name> --claims-seed S --claims-report``; a claim counts as failed when any of its
 tests failed (a claim failure or a broken implementation), and a mutant is killed at a seed when
 any claim failed there.
@@ -31,15 +34,24 @@ TABLE = TESTS / "data" / "kill_table.json"
 REFERENCE = "torch"
 
 
-def run_one(name: str, seed: int, threads: int) -> dict[str, Any]:
-    """Verdict per claim id of one implementation at one claims seed (fast tier, no theory)."""
+def run_one(
+    name: str, seed: int, threads: int, select: str | None = None, old: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Verdict per claim id of one implementation at one claims seed (fast tier, no theory); with
+    ``select``, only those claims are run and ``old``'s other claims are kept."""
     impl = name if name == REFERENCE else f"mutants:{name}"
     pythonpath = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
-    run = run_claims(impl, seed, threads=threads, env={"PYTHONPATH": pythonpath})
+    run = run_claims(impl, seed, select=select, threads=threads, env={"PYTHONPATH": pythonpath})
+    if select and not run:
+        raise SystemExit(f"--claims {select!r} selects no claim")
     verdicts = {claim: r["verdict"] for claim, r in run.items()}
-    failed_checks = sorted(
+    failed_checks = [
         f"{claim}:{key}" for claim, r in run.items() for key, c in r["checks"].items() if not c["passed"]
-    )
+    ]
+    if select and old is not None:
+        verdicts = {**old["verdicts"], **verdicts}
+        failed_checks += [c for c in old["failed_checks"] if c.split(":")[0] not in run]
+    failed_checks.sort()
     return {
         "verdicts": verdicts,
         "failed_checks": failed_checks,
@@ -58,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default="", help="comma-separated mutant names (default: all, and the reference)"
     )
     ap.add_argument("--redo", action="store_true", help="rerun runs already in the table")
+    ap.add_argument(
+        "--claims",
+        default="",
+        help="rerun only these claims (pytest -k) in the selected runs, replacing their columns",
+    )
     args = ap.parse_args(argv)
     names = [REFERENCE, *(m.name for m in MUTANTS)]
     if args.only:
@@ -65,12 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     table = json.loads(TABLE.read_text()) if TABLE.exists() else {}
     runs = table.setdefault("runs", {})
     todo = [
-        (n, s) for n in names for s in parse_seeds(args.seeds) if args.redo or str(s) not in runs.get(n, {})
+        (n, s)
+        for n in names
+        for s in parse_seeds(args.seeds)
+        if args.redo or args.claims or str(s) not in runs.get(n, {})
     ]
     threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     print(f"{len(todo)} runs, {args.jobs} at a time, {threads} thread(s) each", flush=True)
     with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(run_one, n, s, threads): (n, s) for n, s in todo}
+        futures = {
+            pool.submit(run_one, n, s, threads, args.claims or None, runs.get(n, {}).get(str(s))): (n, s)
+            for n, s in todo
+        }
         for fut in cf.as_completed(futures):
             n, s = futures[fut]
             out = fut.result()

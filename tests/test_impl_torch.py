@@ -4,7 +4,7 @@ match the canonical numpy sampler in distribution, and its runs are deterministi
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -173,22 +173,40 @@ def test_fast_sampler_matches_numpy_sampler(values: str) -> None:
     assert fast.max() <= hi
 
 
-def test_grouped_sampler_rules() -> None:
-    groups = (FeatureGroup("correlated", (0, 1, 2)), FeatureGroup("anticorrelated", (3, 4)))
-    dens = torch.full((2, 6), 0.4)
-    x = sampling.sample(dens, 50_000, torch.Generator().manual_seed(2), groups=groups, steps=2).numpy()
+def _grouped_reference(dens: torch.Tensor, batch: int, gen: torch.Generator, groups: tuple) -> np.ndarray:
+    return sampling.sample(dens, batch, gen, groups=groups, steps=2).numpy()
+
+
+def _grouped_plain(dens: torch.Tensor, batch: int, gen: torch.Generator, groups: tuple) -> np.ndarray:
+    return np.stack([torch_plain.notebook_batch(dens, batch, gen, groups=groups).numpy() for _ in range(2)])
+
+
+@pytest.mark.parametrize("draw", [_grouped_reference, _grouped_plain], ids=["reference", "plain"])
+def test_grouped_sampler_rules(draw: Callable[..., np.ndarray]) -> None:
+    groups = (FeatureGroup("correlated", (0, 1, 2)), FeatureGroup("anticorrelated", (3, 4, 6)))
+    dens = torch.full((2, 7), 0.4)
+    x = draw(dens, 50_000, torch.Generator().manual_seed(2), groups)
     act = x != 0
-    # correlated members share their zero mask
+    size = act[..., 0].size
+    # correlated members share their zero mask, and the set fires with its density
     assert np.all(act[..., 0] == act[..., 1])
     assert np.all(act[..., 0] == act[..., 2])
-    # anticorrelated members are never active together; the set fires with its density
-    assert not np.any(act[..., 3] & act[..., 4])
-    rate = (act[..., 3] | act[..., 4]).mean()
-    assert abs(rate - 0.4) < 5 * np.sqrt(0.24 / act[..., 3].size)
-    assert abs(act[..., 3].mean() - 0.2) < 5 * np.sqrt(0.16 / act[..., 3].size)
+    assert abs(act[..., 0].mean() - 0.4) < 5 * np.sqrt(0.24 / size)
+    # anticorrelated members are never active together; the set fires with its density, each
+    # member a third of the time
+    anti = act[..., [3, 4, 6]]
+    assert not np.any(anti.sum(-1) > 1)
+    assert abs(anti.any(-1).mean() - 0.4) < 5 * np.sqrt(0.24 / size)
+    for j in range(3):
+        p = 0.4 / 3
+        assert abs(anti[..., j].mean() - p) < 5 * np.sqrt(p * (1 - p) / size), f"member {j}"
     # the independent feature is independent of the correlated set
     both = (act[..., 0] & act[..., 5]).mean()
-    assert abs(both - 0.16) < 5 * np.sqrt(0.16 * 0.84 / act[..., 0].size)
+    assert abs(both - 0.16) < 5 * np.sqrt(0.16 * 0.84 / size)
+    # values are uniform on [0, 1] where active
+    vals = x[act]
+    assert vals.min() >= 0.0 and vals.max() <= 1.0
+    assert abs(vals.mean() - 0.5) < 5 * np.sqrt(1 / 12 / vals.size)
 
 
 def test_lr_factor_schedules() -> None:

@@ -1,7 +1,9 @@
 """The plain implementation: the official notebook's training loop, kept as the yardstick.
 
 Autograd through the model, ``torch.optim.AdamW`` over the parameters, fresh data every step
-from the notebook's sampler (two uniform draws, a comparison, a ``where``). It is what the
+from the notebook's sampler (two uniform draws, a comparison, a ``where``; a correlated or
+anticorrelated set draws its presence once per set, as the notebook's correlated and
+anticorrelated generators do). It is what the
 benchmarks compare the reference implementation against, and what the tests prove the reference
 implementation's hand-written gradients and optimiser equal to. Selectable as ``--impl
 torch-plain``; it is slow, so the claims are not run with it in CI.
@@ -21,21 +23,42 @@ from . import models
 from .reference.optimiser import lr_factor
 from .reference.sampling import torch_generator
 from .reference.training import device_of
-from .spec import Spec
+from .spec import FeatureGroup, Spec
 
 __all__ = ["fit", "forward_loss", "notebook_batch", "train"]
 
 Tensor = torch.Tensor
 
 
-def notebook_batch(density: Tensor, batch: int, gen: torch.Generator, values: str = "uniform01") -> Tensor:
-    """The official notebook's sampler for independent features: (instances, batch, n)."""
+def notebook_batch(
+    density: Tensor,
+    batch: int,
+    gen: torch.Generator,
+    values: str = "uniform01",
+    groups: tuple[FeatureGroup, ...] = (),
+) -> Tensor:
+    """The official notebook's sampler: (instances, batch, n). Independent features are present
+    where a uniform draw is at most their density; a correlated set is present as a whole (one
+    draw per set), an anticorrelated set is present with its density and then one member, chosen
+    uniformly, carries the value (the notebook's two-member sets, for any size)."""
     inst, n = density.shape
-    feat = torch.rand((inst, batch, n), generator=gen, device=density.device)
+    dev = density.device
+    feat = torch.rand((inst, batch, n), generator=gen, device=dev)
     if values == "uniform_pm1":
         feat = 2 * feat - 1
-    keep = torch.rand((inst, batch, n), generator=gen, device=density.device) <= density[:, None, :]
-    return torch.where(keep, feat, torch.zeros((), device=density.device))
+    keep = torch.rand((inst, batch, n), generator=gen, device=dev) <= density[:, None, :]
+    for g in groups:
+        size, first = len(g.features), g.features[0]
+        present = (
+            torch.rand((inst, batch, 1), generator=gen, device=dev) <= density[:, None, first : first + 1]
+        )
+        if g.kind == "correlated":
+            members = present.expand(inst, batch, size)
+        else:
+            pick = (torch.rand((inst, batch, 1), generator=gen, device=dev) * size).long().clamp_max(size - 1)
+            members = present & (pick == torch.arange(size, device=dev))
+        keep[..., list(g.features)] = members
+    return torch.where(keep, feat, torch.zeros((), device=dev))
 
 
 def forward_loss(
@@ -80,16 +103,11 @@ def fit(
     l1 = spec.hidden_l1_array(per_instance=True)
     hidden_l1 = torch.tensor(l1, dtype=torch.float32, device=dev) if np.any(l1 > 0) else None
     if data is None:
-        if spec.groups:
-            raise ValueError(
-                "the plain implementation samples independent features only; "
-                f"spec {spec.name or spec.hash()} has feature groups"
-            )
         gen = torch_generator(spec, "plain-train", dev)
 
         def stream() -> Iterator[Tensor]:
             while True:
-                yield notebook_batch(density, tc.batch_size, gen, str(spec.values))
+                yield notebook_batch(density, tc.batch_size, gen, str(spec.values), spec.groups)
 
         data = stream()
     windows = math.ceil(tc.steps / tc.log_every)
