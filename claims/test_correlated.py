@@ -126,6 +126,7 @@ def test_correlated_orthogonal(trained: Trained, claim: Claim) -> None:
         measured=control_paired,
         bound=">= 1 (without the correlation the pairing is arbitrary: about 1 in 3)",
         lower=1,
+        trials=spec.restarts,
     )
     claim.regress("best_eval_loss", best.eval_loss, rtol=0.02)
 

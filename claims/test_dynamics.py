@@ -102,6 +102,7 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
         measured=int(sum(bool(p) for p in control_within)),
         bound=">= 1 (without the correlation the pairing is arbitrary)",
         lower=1,
+        trials=spec.restarts,
     )
 
     # The paper's "several distinct regimes": the initial descent, a plateau, a drop, the final

@@ -196,6 +196,7 @@ def test_dimensionality_fractions(trained: Trained, claim: Claim, tier: ex.Tier)
         bound="at least one restart",
         value=len(found),
         lower=1,
+        trials=dims.shape[1],
     )
     if tier == "fast":  # share of the pooled D_i within ±0.005 of each centre
         claim.regress("share_at_centres", peaks.at_centre / dims.size, rtol=0.0, atol=0.04)

@@ -7,12 +7,26 @@ check's measured value kept per claim in ``calibration/<claim_id>.json``.
 Each (implementation, seed) run is one ``pytest --pyargs toymodel.claims`` subprocess writing a
 claims report; runs go in parallel over the machine's cores (one thread each), sharing the result
 cache, so trained results are reused and a rerun retrains nothing. Incremental: runs already in a
-calibration file are kept (``--redo`` repeats them), so the data can grow over several sittings.
+calibration file are kept (``--redo`` repeats them), so the data can grow over several sittings; a
+run is done when every calibration file holds it.
 
 Per check a calibration file records the value at every seed and implementation, the pass count
 with a Clopper-Pearson 95% interval on the pass rate, the mean and standard deviation of the value
 and how many standard deviations the mean sits from the check's bound (``margin_sd``); per claim,
-the same pass statistics, and the commit and date of the latest run. A check evaluated several
+the same pass statistics, and the commit and date of the latest run.
+
+Each check is judged by one yardstick (``yardstick``: kind, figure, met), the one its values allow:
+
+- ``margin_sd``: the mean at least :data:`MARGIN_SD` standard deviations inside the bound;
+- ``binomial``, for a count of successes among independent tries (``Claim.check(trials=k)``: say
+  "at least one of eight restarts shows a peak"): the per-try success rate pooled over every run,
+  its Clopper-Pearson interval, and the probability that ``k`` tries at the interval's lower end
+  fall short of the bound, at most :data:`TAIL` (the one-sided tail beyond 3 standard deviations);
+- ``exact``: the value never varied (a structural property, e.g. "no restart pairs two partners"),
+  so no spread exists to measure a margin in; the pass count is the evidence.
+
+``python -m toymodel.suite.calibration --resummarise`` recomputes every file's statistics from its
+runs (after a change to this module) without running anything. A check evaluated several
 times in one run (per level, per restart) counts as passed when every evaluation passed, with the
 value of the evaluation closest to its bound.
 """
@@ -39,6 +53,11 @@ from .shipped import shipped_baselines
 __all__ = ["check_summary", "clopper_pearson", "parse_seeds", "run_claims", "summarise", "update"]
 
 FAILED = {"failed", "implementation-error"}
+#: the distance, in standard deviations of the calibration spread, a check's mean keeps from its bound
+MARGIN_SD = 3.0
+#: the largest failure probability of a count check at the lower end of its per-try rate: the
+#: normal distribution's one-sided tail beyond MARGIN_SD
+TAIL = float(stats.norm.sf(MARGIN_SD))
 #: the fast tier's implementation claims (theory and paper-scale tests excluded)
 FAST_TIER = "not slow and not theory"
 
@@ -138,7 +157,7 @@ def _margin(c: Mapping[str, Any]) -> float:
 
 
 def _merge(checks: dict[str, Any], c: Mapping[str, Any]) -> None:
-    new = {k: c.get(k) for k in ("passed", "value", "lower", "upper", "bound")}
+    new = {k: c.get(k) for k in ("passed", "value", "lower", "upper", "bound", "trials")}
     old = checks.get(c["key"])
     if old is None:
         checks[c["key"]] = new
@@ -149,7 +168,7 @@ def _merge(checks: dict[str, Any], c: Mapping[str, Any]) -> None:
 
 def check_summary(values: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Pass count, Clopper-Pearson interval, and the value's spread against the bound, over the
-    runs of one check."""
+    runs of one check, with the yardstick that judges it (see the module docstring)."""
     passed = sum(bool(v["passed"]) for v in values)
     lo, hi = clopper_pearson(passed, len(values))
     out: dict[str, Any] = {"runs": len(values), "passed": passed, "pass_rate_95": [lo, hi]}
@@ -162,25 +181,43 @@ def check_summary(values: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if isinstance(v.get("value"), (int, float)) and math.isfinite(float(v["value"]))
     ]
     bounds = [v for v in values if v.get("lower") is not None or v.get("upper") is not None]
-    if nums and bounds:
-        mean = sum(nums) / len(nums)
-        sd = math.sqrt(sum((x - mean) ** 2 for x in nums) / (len(nums) - 1)) if len(nums) > 1 else 0.0
-        lower, upper = bounds[-1].get("lower"), bounds[-1].get("upper")
-        sides = ([mean - lower] if lower is not None else []) + ([upper - mean] if upper is not None else [])
-        distance = min(sides)
-        margin_sd = math.inf if sd == 0 and distance > 0 else (distance / sd if sd > 0 else -math.inf)
-        out.update(
-            {
-                "mean": mean,
-                "sd": sd,
-                "min": min(nums),
-                "max": max(nums),
-                "lower": lower,
-                "upper": upper,
-                "margin_sd": margin_sd,
-            }
-        )
+    if not (nums and bounds):
+        return out
+    mean = sum(nums) / len(nums)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in nums) / (len(nums) - 1)) if len(nums) > 1 else 0.0
+    lower, upper = bounds[-1].get("lower"), bounds[-1].get("upper")
+    sides = ([mean - lower] if lower is not None else []) + ([upper - mean] if upper is not None else [])
+    margin_sd = min(sides) / sd if sd > 0 else None
+    out.update({"mean": mean, "sd": sd, "min": min(nums), "max": max(nums), "lower": lower, "upper": upper})
+    if margin_sd is not None:
+        out["margin_sd"] = margin_sd
+    counted = [v for v in values if v.get("trials") and isinstance(v.get("value"), (int, float))]
+    if counted and len(counted) == len(values) and lower is not None and upper is None:
+        out["yardstick"] = _binomial(counted, int(lower))
+    elif margin_sd is None:
+        out["yardstick"] = {"kind": "exact", "figure": nums[0], "met": passed == len(values)}
+    else:
+        out["yardstick"] = {"kind": "margin_sd", "figure": margin_sd, "met": bool(margin_sd >= MARGIN_SD)}
     return out
+
+
+def _binomial(values: Sequence[Mapping[str, Any]], need: int) -> dict[str, Any]:
+    """The count check's failure probability: ``need`` successes of k tries missed at the lower end
+    of the pooled per-try rate's 95% interval (k: the most tries a run had)."""
+    successes = sum(int(v["value"]) for v in values)
+    tries = sum(int(v["trials"]) for v in values)
+    rate_lo, rate_hi = clopper_pearson(successes, tries)
+    k = max(int(v["trials"]) for v in values)
+    fail = float(stats.binom.cdf(need - 1, k, rate_lo))
+    return {
+        "kind": "binomial",
+        "figure": fail,
+        "met": fail <= TAIL,
+        "successes": successes,
+        "tries": tries,
+        "rate_95": [rate_lo, rate_hi],
+        "tries_per_run": k,
+    }
 
 
 def summarise(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
@@ -228,9 +265,13 @@ def update(folder: Path, implementation: str, seed: int, run: Mapping[str, Any])
                 "summary": summarise(data["runs"]),
             }
         )
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(_finite(data), indent=1, sort_keys=True) + "\n")
-        tmp.replace(path)
+        _write(path, data)
+
+
+def _write(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_finite(data), indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 def _finite(value: Any) -> Any:
@@ -245,11 +286,13 @@ def _finite(value: Any) -> Any:
 
 
 def _done(folder: Path) -> set[tuple[str, str]]:
-    done: set[tuple[str, str]] = set()
-    for path in folder.glob("*.json"):
-        for impl, seeds in json.loads(path.read_text()).get("runs", {}).items():
-            done.update((impl, s) for s in seeds)
-    return done
+    """The (implementation, seed) runs that every calibration file in ``folder`` holds: a run made
+    for some claims only (``-k``) is not done for the others."""
+    held = [
+        {(impl, s) for impl, seeds in json.loads(path.read_text()).get("runs", {}).items() for s in seeds}
+        for path in folder.glob("*.json")
+    ]
+    return set.intersection(*held) if held else set()
 
 
 def main(argv: Iterable[str] | None = None) -> int:
@@ -262,8 +305,17 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs at a time (one thread each)")
     ap.add_argument("--out", default="calibration", help="folder of the calibration files")
     ap.add_argument("--redo", action="store_true", help="repeat runs already in the files")
+    ap.add_argument(
+        "--resummarise", action="store_true", help="recompute the statistics from the runs; run nothing"
+    )
     args = ap.parse_args(list(argv) if argv is not None else None)
     folder = Path(args.out)
+    if args.resummarise:
+        for path in sorted(folder.glob("*.json")):
+            data = json.loads(path.read_text())
+            data["summary"] = summarise(data["runs"])
+            _write(path, data)
+        return 0
     done = set() if args.redo else _done(folder)
     todo = [(i, s) for s in parse_seeds(args.seeds) for i in args.impl.split(",") if (i, str(s)) not in done]
     print(f"{len(todo)} runs, {args.jobs} at a time", flush=True)

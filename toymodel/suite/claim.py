@@ -109,13 +109,17 @@ class Claim:
         value: float | None = None,
         lower: float | None = None,
         upper: float | None = None,
+        trials: int | None = None,
     ) -> None:
         """Assert one predicate of the claim (``key``: its stable name); record it either way.
 
         ``measured`` and ``bound`` are what a reader sees; a numeric check also gives the one number
         it compares, ``value`` (default: ``measured`` when that is a number), and its numeric
         ``lower`` and/or ``upper`` bound, so that calibration can say how far correct
-        implementations land from the bound and reports can draw it.
+        implementations land from the bound and reports can draw it. ``trials``: ``value`` counts
+        the successes among that many independent tries (restarts), and calibration bounds the
+        check's failure probability from the per-try rate pooled over its runs (a binomial tail),
+        which says more than a standard-deviation margin does for a small count.
         """
         if not _KEY.match(key):
             raise ValueError(f"check key {key!r} of claim {self.id!r} must be snake_case")
@@ -132,6 +136,7 @@ class Claim:
                 "value": jsonable(value),
                 "lower": jsonable(lower),
                 "upper": jsonable(upper),
+                "trials": trials,
             }
         )
         if not passed and not self.collect:
