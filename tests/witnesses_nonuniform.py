@@ -73,6 +73,21 @@ def _only_label(setting: int, label: str) -> Serve:
     return only(SWEEP, apply)
 
 
+def _square_up_to(setting: int) -> Serve:
+    """Every restart of the levels above :data:`TRANSITION` up to ``setting`` given the square
+    that :data:`TRANSITION`'s best square restart reached."""
+
+    def apply(result: Result) -> Result:
+        labels = label_restarts(result.by_setting(result.W)[TRANSITION])
+        loss = np.where(labels == "square", _exact(result)[TRANSITION], np.inf)
+        k = TRANSITION * result.spec.restarts + int(np.argmin(loss))
+        for level in range(TRANSITION + 1, setting + 1):
+            result = edit_setting(result, level, W=result.W[k], b=result.b[k])
+        return result
+
+    return only(SWEEP, apply)
+
+
 def _scale_norms(factor: float) -> Change:
     return lambda W, b: (factor * W, b)
 
@@ -144,9 +159,17 @@ WITNESSES: list[Witness] = [
     ),
     Witness(
         T["pentagon_digon_transition"],
-        "transition_in_bracket",
+        "square_wins_below_crossover",
         "no restart at 0.251x reaches the square: the transition found one level too sparse (0.2x)",
         serve=_only_label(TRANSITION, "pentagon"),
+        params=FAST,
+    ),
+    Witness(
+        T["pentagon_digon_transition"],
+        "transition_near_crossover",
+        "the square (from 0.251x) at every restart of 0.316x and 0.398x: the transition two levels "
+        "above the exact crossover",
+        serve=_square_up_to(ABOVE + 1),
         params=FAST,
     ),
     Witness(
