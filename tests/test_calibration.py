@@ -103,3 +103,20 @@ def test_a_run_is_done_when_every_claim_holds_it(tmp_path: Path) -> None:
     calibration.update(tmp_path, "torch", 1, {"a": run})  # a -k run: claim a only
     assert calibration._done(tmp_path) == {("torch", "0")}
     assert calibration._done(tmp_path / "none") == set()
+
+
+def test_concurrent_updates_keep_every_run(tmp_path: Path) -> None:
+    """Two calibration processes adding runs to one folder lose none of them."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    run = {"verdict": "passed", "checks": {"k": _check(1.0, upper=2.0)}}
+    with cf.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(
+            pool.map(
+                calibration.update, [tmp_path] * 40, ["torch", "numpy"] * 20, range(40), [{"c": run}] * 40
+            )
+        )
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert sum(len(seeds) for seeds in data["runs"].values()) == 40
+    assert data["summary"]["runs"] == 40

@@ -48,6 +48,7 @@ from typing import Any
 
 from scipy import stats
 
+from .cache import _locked
 from .shipped import shipped_baselines
 
 __all__ = ["check_summary", "clopper_pearson", "parse_seeds", "run_claims", "summarise", "update"]
@@ -252,24 +253,29 @@ def _commit() -> str:
 
 
 def update(folder: Path, implementation: str, seed: int, run: Mapping[str, Any]) -> None:
-    """Add one run to every claim's calibration file in ``folder`` and recompute its statistics."""
+    """Add one run to every claim's calibration file in ``folder`` and recompute its statistics
+    (under a lock on the folder, so that several calibration processes can share it)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for claim, result in run.items():
-        path = folder / f"{claim}.json"
-        data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"claim": claim, "runs": {}}
-        data["runs"].setdefault(implementation, {})[str(seed)] = result
-        data.update(
-            {
-                "commit": _commit(),
-                "date": datetime.date.today().isoformat(),
-                "summary": summarise(data["runs"]),
-            }
-        )
-        _write(path, data)
+    commit = _commit()
+    with _locked(folder / ".lock", None, lambda: None):
+        for claim, result in run.items():
+            path = folder / f"{claim}.json"
+            data: dict[str, Any] = (
+                json.loads(path.read_text()) if path.exists() else {"claim": claim, "runs": {}}
+            )
+            data["runs"].setdefault(implementation, {})[str(seed)] = result
+            data.update(
+                {
+                    "commit": commit,
+                    "date": datetime.date.today().isoformat(),
+                    "summary": summarise(data["runs"]),
+                }
+            )
+            _write(path, data)
 
 
 def _write(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(_finite(data), indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
 
