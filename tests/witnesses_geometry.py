@@ -61,9 +61,8 @@ def _short_plateau(W: np.ndarray) -> np.ndarray:
 
 
 def _swap_sparse_levels(W: np.ndarray) -> np.ndarray:
-    """Restart 0's levels 13 and 14 (past the plateau, D* 0.45 and 0.37) stored in each other's
-    place."""
-    W[[13, 14], 0] = W[[14, 13], 0]
+    """Levels 13 and 14 (past the plateau, D* about 0.44 and 0.40) stored in each other's place."""
+    W[[13, 14]] = W[[14, 13]]
     return W
 
 
@@ -161,7 +160,7 @@ WITNESSES: list[Witness] = [
     Witness(
         T["dims_per_feature_sticky"],
         "non_increasing",
-        "two sparse levels' results stored in each other's place (D* rises by 0.08)",
+        "two sparse levels' results stored in each other's place (the mean D* rises by 0.04)",
         serve=_sweep(_swap_sparse_levels),
         params=FAST,
     ),
