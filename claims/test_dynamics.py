@@ -121,20 +121,22 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
             title="best restart's loss curve and the regimes found in it (toymodel.analysis.regimes)",
         ),
     )
-    counts = [_regimes(result, k).count for k in range(result.spec.instances)]
-    claim.record("events_per_restart", counts)
+    per_restart = [_regimes(result, k) for k in range(result.spec.instances)]
+    claim.record("events_per_restart", [g.count for g in per_restart])
     claim.record("regimes_best", regimes.describe())
-    last_drop = regimes.events[-1].drop if regimes.events else 0.0
-    # the bound: 3 standard deviations below the calibrated mean (calibration/octahedron_attractor.json);
-    # without a plateau the value is 0
+    # pooled over restarts: about one restart in twelve runs straight into the octahedron without a
+    # plateau, and now and then that one is the best; the median restart's curve is the typical run
+    falls = np.array([g.events[-1].drop if g.events else 0.0 for g in per_restart])
+    typical = float(np.median(falls))
+    # the bound: several standard deviations below the calibrated mean (calibration/octahedron_attractor.json)
     claim.check(
         "plateau_then_drop",
-        last_drop >= PLATEAU_DROP_MIN,
-        what="the best run's loss curve: a plateau, then a fall into the octahedron (last event's fall, "
-        "in log-loss; 0 without a plateau)",
-        measured={"events": regimes.count, "last_drop": last_drop, "regimes": regimes.describe()},
+        typical >= PLATEAU_DROP_MIN,
+        what="the loss curves: a plateau, then a fall into the octahedron (median over restarts of the "
+        "last event's fall, in log-loss; 0 for a restart without a plateau)",
+        measured={"falls": falls, "best_restart_regimes": regimes.describe()},
         bound=f">= {PLATEAU_DROP_MIN} (a plateau, then a fall of more than {np.exp(PLATEAU_DROP_MIN):.0f}x)",
-        value=last_drop,
+        value=typical,
         lower=PLATEAU_DROP_MIN,
     )
     claim.regress("best_eval_loss", best.eval_loss, rtol=0.05)
