@@ -124,26 +124,31 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
     per_restart = [_regimes(result, k) for k in range(result.spec.instances)]
     claim.record("events_per_restart", [g.count for g in per_restart])
     claim.record("regimes_best", regimes.describe())
-    # pooled over restarts: about one restart in twelve runs straight into the octahedron without a
-    # plateau, and now and then that one is the best; the median restart's curve is the typical run
+    # counted over restarts: about one restart in ten runs straight into the octahedron without a
+    # plateau (and now and then it is the best one, or half of a run's restarts do), so the claim
+    # asks the plateau-then-drop of at least PLATEAU_RESTARTS of the restarts
     falls = np.array([g.events[-1].drop if g.events else 0.0 for g in per_restart])
-    typical = float(np.median(falls))
-    # the bound: several standard deviations below the calibrated mean (calibration/octahedron_attractor.json)
+    seen = int(np.sum(falls >= PLATEAU_DROP_MIN))
     claim.check(
         "plateau_then_drop",
-        typical >= PLATEAU_DROP_MIN,
-        what="the loss curves: a plateau, then a fall into the octahedron (median over restarts of the "
-        "last event's fall, in log-loss; 0 for a restart without a plateau)",
+        seen >= PLATEAU_RESTARTS,
+        what=f"restarts (of {result.spec.restarts}) whose loss curve shows a plateau, then a fall into the "
+        f"octahedron of at least {PLATEAU_DROP_MIN} in log-loss (more than {np.exp(PLATEAU_DROP_MIN):.0f}x)",
         measured={"falls": falls, "best_restart_regimes": regimes.describe()},
-        bound=f">= {PLATEAU_DROP_MIN} (a plateau, then a fall of more than {np.exp(PLATEAU_DROP_MIN):.0f}x)",
-        value=typical,
-        lower=PLATEAU_DROP_MIN,
+        bound=f">= {PLATEAU_RESTARTS}",
+        value=seen,
+        lower=PLATEAU_RESTARTS,
+        trials=result.spec.restarts,
     )
     claim.regress("best_eval_loss", best.eval_loss, rtol=0.05)
 
 
-#: the last plateau's fall in log-loss (e^1.6: about 5x)
+#: the last plateau's fall in log-loss (e^1.6: about 5x), 3 standard deviations below the falls'
+#: calibrated mean when it was a single restart's check
 PLATEAU_DROP_MIN = 1.6
+#: restarts that must show it: a correct implementation's restarts do about nine times in ten
+#: (calibration/octahedron_attractor.json), the learning rate x10 none
+PLATEAU_RESTARTS = 3
 
 
 # ----- energy levels ----------------------------------------------------------------------------
