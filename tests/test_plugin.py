@@ -166,6 +166,7 @@ def test_report_json(suite: pytest.Pytester) -> None:
         "value": pytest.approx(0.02**0.5),
         "lower": 0.5,
         "upper": None,
+        "trials": None,
     }
     assert by_id["renamed_claim"]["verdict"] == "passed"
     assert by_id["renamed_claim"]["values"]["seed_used"] == 0

@@ -48,6 +48,7 @@ __all__ = [
     "check_cache_dir",
     "default_cache_dir",
     "derived",
+    "file_lock",
     "fingerprint",
     "source_hash",
 ]
@@ -225,7 +226,7 @@ def fingerprint(impl: Callable[..., object]) -> str:
 
 
 @contextlib.contextmanager
-def _locked(path: Path, timeout: float | None, gave_up: Callable[[], None]) -> Iterator[None]:
+def file_lock(path: Path, timeout: float | None, gave_up: Callable[[], None]) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` inside the block; after ``timeout`` seconds (None or
     0: wait for ever) of another process holding it, call ``gave_up`` and go on without it. A lock
     file that cannot be opened (read-only folder) means no lock: the write will say so."""
@@ -304,7 +305,7 @@ class ResultCache:
                 f"the same spec, or hung); trained without it"
             )
 
-        with _locked(lock, self.lock_timeout, gave_up):
+        with file_lock(lock, self.lock_timeout, gave_up):
             if path.exists():
                 try:
                     return self._read(path, spec, implementation)
@@ -334,7 +335,7 @@ class ResultCache:
                 "result without it"
             )
 
-        with _locked(lock, self.lock_timeout, gave_up):
+        with file_lock(lock, self.lock_timeout, gave_up):
             return self._save(result, self.path(key))
 
     def _save(self, result: Result, path: Path) -> bool:

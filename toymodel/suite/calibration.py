@@ -48,7 +48,7 @@ from typing import Any
 
 from scipy import stats
 
-from .cache import _locked
+from .cache import file_lock
 from .shipped import shipped_baselines
 
 __all__ = ["check_summary", "clopper_pearson", "parse_seeds", "run_claims", "summarise", "update"]
@@ -257,7 +257,7 @@ def update(folder: Path, implementation: str, seed: int, run: Mapping[str, Any])
     (under a lock on the folder, so that several calibration processes can share it)."""
     folder.mkdir(parents=True, exist_ok=True)
     commit = _commit()
-    with _locked(folder / ".lock", None, lambda: None):
+    with file_lock(folder / ".lock", None, lambda: None):
         for claim, result in run.items():
             path = folder / f"{claim}.json"
             data: dict[str, Any] = (
