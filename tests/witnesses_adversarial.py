@@ -72,19 +72,19 @@ WITNESSES: list[Witness] = [
         T["l1_removes_superposition"],
         "frobenius_non_increasing",
         "at the largest λ superposition comes back (the λ = 0.03 model)",
-        serve=_levels(L1, {3: (1, 1.0)}),
+        serve=_levels(L1, {4: (1, 1.0)}),
     ),
     Witness(
         T["l1_removes_superposition"],
         "superposition_removed",
-        "the penalty never gets ||W||_F^2 down to m (λ >= 0.1 keep the λ = 0.03 model)",
-        serve=_levels(L1, {2: (1, 1.0), 3: (1, 1.0)}),
+        "the penalty never removes superposition (λ >= 0.1 keep the λ = 0.03 model)",
+        serve=_levels(L1, {2: (1, 1.0), 3: (1, 1.0), 4: (1, 1.0)}),
     ),
     Witness(
         T["l1_removes_superposition"],
         "loss_cost",
         "the largest penalty comes at no loss cost (λ = 0 loss at λ = 0.3)",
-        serve=exactly(L1, _cheaper_at(3, 0)),
+        serve=exactly(L1, _cheaper_at(4, 0)),
     ),
     Witness(
         T["adversarial_vulnerability"],
