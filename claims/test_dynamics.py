@@ -53,7 +53,7 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
     set", and "the loss curve goes through several distinct regimes corresponding to different
     geometric transformations of the weights"."""
     spec = ex.octahedron()
-    result, control = trained(spec), trained(correlated.independent(spec))
+    result, control = trained(spec), trained(correlated.independent(spec, restarts=CONTROL_RESTARTS))
     best = select.best_of(result)
     W = best.W[0]
     claim.figure(
@@ -82,7 +82,7 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
         upper=0.1,
     )
     within = [_within_set_pairs(result.W[k]) for k in range(spec.instances)]
-    control_within = [_within_set_pairs(control.W[k]) for k in range(spec.instances)]
+    control_within = [_within_set_pairs(control.W[k]) for k in range(control.spec.instances)]
     claim.record("control_restarts_with_a_pair_within_a_set", int(sum(bool(p) for p in control_within)))
     # correlated: no restart measured with such a pair; independent sampling: ~2 in 3 restarts
     claim.check(
@@ -97,12 +97,12 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
     claim.check(
         "independent_control_pairs_within_sets",
         any(control_within),
-        what=f"the same features sampled independently: restarts (of {spec.restarts}) with an antipodal pair "
-        "inside one set",
+        what=f"the same features sampled independently: restarts (of {control.spec.restarts}) with an "
+        "antipodal pair inside one set",
         measured=int(sum(bool(p) for p in control_within)),
         bound=">= 1 (without the correlation the pairing is arbitrary)",
         lower=1,
-        trials=spec.restarts,
+        trials=control.spec.restarts,
     )
 
     # The paper's "several distinct regimes": the initial descent, a plateau, a drop, the final
@@ -143,6 +143,10 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
     claim.regress("best_eval_loss", best.eval_loss, rtol=0.05)
 
 
+#: restarts of the independent control: about three in five pair two members of a set, so the
+#: correlated run's 8 miss at about one run in 350 at the lower end of that rate's interval
+#: (calibration/octahedron_attractor.json); 24 miss it at about one in 10^7
+CONTROL_RESTARTS = 24
 #: the last plateau's fall in log-loss (e^1.6: about 5x), 3 standard deviations below the falls'
 #: calibrated mean when it was a single restart's check
 PLATEAU_DROP_MIN = 1.6

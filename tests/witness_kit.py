@@ -232,12 +232,12 @@ def exactly(name: str, change: Callable[[Result], Result]) -> Serve:
 def control_is(base: Spec, then: Serve | None = None) -> Serve:
     """Serve, for the independent control of ``base`` (``experiments.correlated.independent``),
     the result of ``base`` itself: a control run that shows the correlated geometry, i.e. an
-    implementation that samples the control's independent features as if correlated. Every other
-    spec goes through ``then`` (default: unchanged)."""
+    implementation that samples the control's independent features as if correlated (with the
+    control's restarts). Every other spec goes through ``then`` (default: unchanged)."""
 
     def serve(spec: Spec, load: Loader) -> Result:
         if spec.name == f"{base.name}-independent":
-            return dataclasses.replace(load(base), spec=spec)
+            return dataclasses.replace(load(base.replace(restarts=spec.restarts)), spec=spec)
         return then(spec, load) if then is not None else load(spec)
 
     return serve

@@ -69,16 +69,20 @@ def sets(kind: GroupKind, count: int, size: int) -> tuple[FeatureGroup, ...]:
     return tuple(FeatureGroup(kind, tuple(range(k * size, (k + 1) * size))) for k in range(count))
 
 
-def independent(spec: Spec) -> Spec:
+def independent(spec: Spec, restarts: int | None = None) -> Spec:
     """The control of a claim about correlation: the same spec (same seed, so the same initial
     weights, and the same budget) with every feature sampled independently at its marginal
     density: a correlated set's members keep the set's density, an anticorrelated set's members
-    get density / k. What differs between the two runs is the correlation alone."""
+    get density / k. What differs between the two runs is the correlation alone. ``restarts``: more
+    restarts for a control that a claim counts restarts of (the first ones start from the same
+    initial weights as the correlated run's: every instance has its own stream)."""
     density = spec.density_array()
     for g in spec.groups:
         if g.kind == "anticorrelated":
             density[:, list(g.features)] /= len(g.features)
-    return spec.replace(groups=(), density=density, name=f"{spec.name}-independent")
+    return spec.replace(
+        groups=(), density=density, name=f"{spec.name}-independent", restarts=restarts or spec.restarts
+    )
 
 
 def pair_sets(
