@@ -85,11 +85,8 @@ def test_harmful_mutant_is_killed_at_nearly_every_seed(mutant: str) -> None:
 
 
 #: harmless mutants the fast tier is known to catch more often than the reference, with the numbers
-CAUGHT_THOUGH_HARMLESS = {
-    "lr_1_5x": "killed at 2 of 5 kill-table seeds (octahedron_attractor:plateau_then_drop at seed 3, "
-    "privileged_basis_regimes:non_increasing at seed 4), the reference at 0: the octahedron's plateau "
-    "and the mixed regimes' selection depend on the learning rate",
-}
+#: (none: the learning rate x1.5 is killed at 1 of 5 kill-table seeds, within the one-seed allowance)
+CAUGHT_THOUGH_HARMLESS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
