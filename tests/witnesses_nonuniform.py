@@ -60,14 +60,19 @@ def _level(setting: int, change: Change) -> Serve:
     return _levels((setting,), change)
 
 
+def _best_labelled(result: Result, setting: int, label: str) -> int:
+    """The instance of ``setting``'s lowest-exact-loss restart labelled ``label``."""
+    labels = label_restarts(result.by_setting(result.W)[setting])
+    loss = np.where(labels == label, _exact(result)[setting], np.inf)
+    return setting * result.spec.restarts + int(np.argmin(loss))
+
+
 def _only_label(setting: int, label: str) -> Serve:
     """Every restart of ``setting`` given the weights of its best restart labelled ``label``: the
     restarts that reached the other geometries are lost."""
 
     def apply(result: Result) -> Result:
-        labels = label_restarts(result.by_setting(result.W)[setting])
-        loss = np.where(labels == label, _exact(result)[setting], np.inf)
-        k = setting * result.spec.restarts + int(np.argmin(loss))
+        k = _best_labelled(result, setting, label)
         return edit_setting(result, setting, W=result.W[k], b=result.b[k])
 
     return only(SWEEP, apply)
@@ -78,9 +83,7 @@ def _square_up_to(setting: int) -> Serve:
     that :data:`TRANSITION`'s best square restart reached."""
 
     def apply(result: Result) -> Result:
-        labels = label_restarts(result.by_setting(result.W)[TRANSITION])
-        loss = np.where(labels == "square", _exact(result)[TRANSITION], np.inf)
-        k = TRANSITION * result.spec.restarts + int(np.argmin(loss))
+        k = _best_labelled(result, TRANSITION, "square")
         for level in range(TRANSITION + 1, setting + 1):
             result = edit_setting(result, level, W=result.W[k], b=result.b[k])
         return result
