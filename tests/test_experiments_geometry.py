@@ -24,6 +24,7 @@ def test_uniform_sweep_spec(tier: ex.Tier) -> None:
     assert (spec.model, spec.n, spec.m) == ("relu_output", cfg.n, cfg.m)
     assert (spec.restarts, spec.seed) == (cfg.restarts, 3)
     assert spec.train.steps == cfg.steps
+    assert (spec.train.batch_size, spec.train.lr, spec.train.schedule) == (cfg.batch_size, cfg.lr, cfg.schedule)
     assert np.all(spec.importance_array() == 1.0)
     dens = spec.density_array()
     assert dens.shape == (cfg.levels, cfg.n)
@@ -34,3 +35,5 @@ def test_uniform_sweep_spec(tier: ex.Tier) -> None:
 def test_paper_tier_is_the_papers_sweep() -> None:
     paper = ex.TIERS["paper"]
     assert (paper.n, paper.m, paper.max_inverse_density) == (400, 30, 20.0)
+    # the official notebook's recipe (the fast tier departs from it, see TIERS)
+    assert (paper.batch_size, paper.lr, paper.schedule) == (1024, 1e-3, "constant")

@@ -51,12 +51,18 @@ def _dense_dimension_unused(W: np.ndarray) -> np.ndarray:
 
 
 def _short_plateau(W: np.ndarray) -> np.ndarray:
-    """Restart 0 reaches the sparse geometries two levels early: from the third plateau level on,
-    each level holds the weights of the level two steps sparser (the last one repeated)."""
-    curve = metrics.dims_per_feature(W[:, 0])
-    third = int(np.flatnonzero(np.abs(curve - 0.5) < HALF_TOL)[2])
+    """Every restart reaches the sparse geometries early: its longest run of plateau levels cut to
+    two, the levels after them holding the weights of the levels past the run (the last one
+    repeated)."""
     levels = W.shape[0]
-    W[third:, 0] = W[np.minimum(np.arange(third, levels) + 2, levels - 1), 0]
+    for r in range(W.shape[1]):
+        on = np.abs(metrics.dims_per_feature(W[:, r]) - 0.5) < HALF_TOL
+        ends = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(int), [0]])))
+        starts, stops = ends[::2], ends[1::2]
+        longest = int(np.argmax(stops - starts))
+        start, length = int(starts[longest]), int(stops[longest] - starts[longest])
+        rest = np.arange(start + 2, levels)
+        W[rest, r] = W[np.minimum(rest + length - 2, levels - 1), r]
     return W
 
 
@@ -153,7 +159,7 @@ WITNESSES: list[Witness] = [
     Witness(
         T["dims_per_feature_sticky"],
         "half_plateau",
-        "D* passes through 1/2 without sticking: the plateau lasts two levels",
+        "D* passes through 1/2 without sticking: every restart's plateau lasts two levels",
         serve=_sweep(_short_plateau),
         params=FAST,
     ),
