@@ -67,13 +67,15 @@ def _best_labelled(result: Result, setting: int, label: str) -> int:
     return setting * result.spec.restarts + int(np.argmin(loss))
 
 
-def _only_label(setting: int, label: str) -> Serve:
-    """Every restart of ``setting`` given the weights of its best restart labelled ``label``: the
-    restarts that reached the other geometries are lost."""
+def _only_label(settings: tuple[int, ...], label: str) -> Serve:
+    """Every restart of each of ``settings`` given the weights of that setting's best restart
+    labelled ``label``: the restarts that reached the other geometries are lost."""
 
     def apply(result: Result) -> Result:
-        k = _best_labelled(result, setting, label)
-        return edit_setting(result, setting, W=result.W[k], b=result.b[k])
+        for setting in settings:
+            k = _best_labelled(result, setting, label)
+            result = edit_setting(result, setting, W=result.W[k], b=result.b[k])
+        return result
 
     return only(SWEEP, apply)
 
@@ -150,7 +152,7 @@ WITNESSES: list[Witness] = [
         T["pentagon_digon_transition"],
         "dense_pentagon",
         "at 1.585x every restart stuck in the square-plus-weak-feature local minimum",
-        serve=_only_label(DENSEST, "other"),
+        serve=_only_label((DENSEST,), "other"),
         params=FAST,
     ),
     Witness(
@@ -164,7 +166,7 @@ WITNESSES: list[Witness] = [
         T["pentagon_digon_transition"],
         "square_wins_below_crossover",
         "no restart at 0.251x reaches the square: the transition found one level too sparse (0.2x)",
-        serve=_only_label(TRANSITION, "pentagon"),
+        serve=_only_label((TRANSITION,), "pentagon"),
         params=FAST,
     ),
     Witness(
@@ -178,8 +180,8 @@ WITNESSES: list[Witness] = [
     Witness(
         T["pentagon_digon_loss_crossover"],
         "one_crossing_in_bracket",
-        "every restart at 0.251x reaches the square: no level below the crossover has both geometries",
-        serve=_only_label(TRANSITION, "square"),
+        "every restart at 0.1x-0.251x reaches the square: no level below the crossover has both geometries",
+        serve=_only_label(tuple(range(TRANSITION + 1)), "square"),
         params=FAST,
     ),
     Witness(
