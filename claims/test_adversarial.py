@@ -69,15 +69,30 @@ def test_l1_removes_superposition(trained: Trained, claim: Claim) -> None:
         measured={"frobenius_sq": f2, "represented": rep.sum(axis=1)},
         bound="at least one λ",
     )
-    drops = float(np.max(np.maximum.accumulate(best.eval_loss)[:-1] - best.eval_loss[1:]))
+    # at a loss cost: every λ > 0 reconstructs worse than λ = 0, and the cost grows with λ. The
+    # trained losses sit on a few plateaus (how many features a λ keeps), so two neighbouring λ may
+    # land on one plateau in either order: the growth is a rank trend over the sweep, which one
+    # swapped pair leaves at 0.8 and an inverted sweep takes below 0.
+    loss = best.eval_loss
+    cost = float(np.min(loss[1:]) / loss[0])
     claim.check(
         "loss_cost",
-        drops <= LOSS_NOISE * best.eval_loss[0],
-        what="held-out loss non-decreasing in λ (drop below the running max)",
-        measured=best.eval_loss,
-        bound=f"drop <= {LOSS_NOISE:.0%} of the λ = 0 loss",
-        value=float(drops / best.eval_loss[0]),
-        upper=LOSS_NOISE,
+        cost >= LOSS_COST_MIN,
+        what="held-out loss of the cheapest λ > 0 over the λ = 0 loss",
+        measured={"ratio": cost, "eval_loss": loss},
+        bound=f">= {LOSS_COST_MIN}",
+        value=float(np.log(cost)),
+        lower=float(np.log(LOSS_COST_MIN)),
+    )
+    trend = float(stats.kendalltau(lambdas, loss).statistic)
+    claim.check(
+        "loss_grows",
+        trend >= LOSS_TREND_MIN,
+        what="Kendall's τ between λ and the held-out loss",
+        measured={"tau": trend, "eval_loss": loss},
+        bound=f">= {LOSS_TREND_MIN}",
+        value=trend,
+        lower=LOSS_TREND_MIN,
     )
     claim.regress("frobenius_sq", f2, rtol=0.02, atol=0.05)
     claim.regress("eval_loss", best.eval_loss, rtol=0.01)
@@ -87,7 +102,11 @@ IN_SUPERPOSITION = 0.1  # as in the superposition section
 # ||W||_F^2 measured ~10-12, ~7, ~4-5, ~3.5, ~1-2 at λ = 0, 0.03, 0.1, 0.17, 0.3 (never a rise); λ = 0.01
 # is not in the sweep: its loss overlaps the spread of the unpenalised model's local minima (best of 2)
 F2_NOISE = 0.5
-LOSS_NOISE = 0.02
+#: least ratio of a penalised model's held-out loss to the unpenalised one's (calibration/
+#: l1_removes_superposition.json; judged on its logarithm, the natural scale of a ratio)
+LOSS_COST_MIN = 1.1
+#: least rank correlation of λ and held-out loss (1 = strictly growing; two swapped pairs fall below)
+LOSS_TREND_MIN = 0.6
 
 
 def test_adversarial_vulnerability(trained: Trained, claim: Claim) -> None:

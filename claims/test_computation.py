@@ -21,9 +21,11 @@ pytestmark = pytest.mark.computation
 #: held-out loss of the best abs-basic restart (measured ~1e-9; a restart that misses one
 #: feature's pair sits at 0.07)
 BASIC_LOSS = 1e-4
-#: fast tier (n=20, m=8): monosemantic neurons measured [8, 7-8, 3-6, 0-2, 0, 0, 0] over the
-#: densities, never a rise; a density/sparsity swap rises to 8 at the sparse end
-FAST_DENSE_MIN, FAST_SPARSE_MAX, FAST_RISE = 7, 2, 1
+#: fast tier (n=20, m=8): the best restart's monosemantic neurons over the densities go from 8 to
+#: 0-1 (calibration/abs_value_sparsity.json); a density/sparsity swap rises to 8 at the sparse end.
+#: The trend is judged on the restarts' mean count, allowing it to rise by one neuron: at the sparse
+#: end a restart keeps a monosemantic neuron or two now and then, at some seeds in most restarts.
+FAST_DENSE_MIN, FAST_SPARSE_MAX, FAST_RISE = 7, 2, 1.0
 
 
 def test_abs_value_basic(trained: Trained, claim: Claim) -> None:
@@ -51,15 +53,24 @@ def test_abs_value_basic(trained: Trained, claim: Claim) -> None:
     claim.regress("eval_loss", loss, rtol=0.0, atol=1e-4)
 
 
-def _monosemantic_counts(result: Result) -> np.ndarray:
-    return metrics.monosemantic_neurons(select.best_of(result).W).sum(axis=-1)
+def _monosemantic_counts(result: Result) -> tuple[np.ndarray, np.ndarray]:
+    """(the best restart's count per density, the restarts' mean count per density)."""
+    every = metrics.monosemantic_neurons(result.by_setting(result.W)).sum(axis=-1)
+    return metrics.monosemantic_neurons(select.best_of(result).W).sum(axis=-1), every.mean(axis=1)
 
 
 def _check_sparsity(
-    claim: Claim, counts: np.ndarray, m: int, dense_min: int, sparse_max: int, allowance: int
+    claim: Claim,
+    counts: tuple[np.ndarray, np.ndarray],
+    m: int,
+    dense_min: int,
+    sparse_max: int,
+    allowance: float,
 ) -> None:
+    counts, mean = counts
     claim.record("density", ex.DENSITIES)
     claim.record("monosemantic", counts)
+    claim.record("monosemantic_mean_over_restarts", mean)
     claim.check(
         "dense_monosemantic",
         counts[0] >= dense_min,
@@ -76,13 +87,14 @@ def _check_sparsity(
         bound=f"<= {sparse_max} of {m}",
         upper=sparse_max,
     )
-    rises = int(np.max(counts[1:] - np.minimum.accumulate(counts)[:-1]))
+    rises = float(np.max(mean[1:] - np.minimum.accumulate(mean)[:-1]))
     claim.check(
         "non_increasing",
         rises <= allowance,
-        what="monosemantic count non-increasing as density falls (rise above the running min)",
-        measured=counts,
-        bound=f"rise <= {allowance}",
+        what="monosemantic count, mean over restarts, non-increasing as density falls "
+        "(rise above the running min)",
+        measured=mean,
+        bound=f"rise <= {allowance:g}",
         value=rises,
         upper=allowance,
     )

@@ -110,6 +110,9 @@ FIG_ORTHOGONAL = np.array([5, 3, 1, 0, 0, 0, 0])
 #: largest drop of ||W||_F^2 below its running maximum over the sweep: best-of-4 selection still
 #: lands in local minima (a drop of ~2 has been measured), a sweep that loses features does more
 F2_DROP = 2.5
+#: largest distance of the restarts' mean count of strong features (||W_i|| >= 0.9) from the
+#: figure's, over the levels (calibration/relu_superposition_grows.json)
+STRONG_TOL = 1.5
 
 
 def test_relu_superposition_grows(trained: Trained, claim: Claim) -> None:
@@ -154,16 +157,18 @@ def test_relu_superposition_grows(trained: Trained, claim: Claim) -> None:
         value=float(drops.max()),
         upper=F2_DROP,
     )
-    strong = (norms >= 0.9).sum(axis=1)
+    # every restart's count, averaged: the best restart's count is off the figure's by one feature
+    # at some level in most runs (a norm near the 0.9 threshold), by two now and then
+    strong = (metrics.feature_norms(result.by_setting(result.W)) >= 0.9).sum(axis=-1).mean(axis=1)
     orthogonal = ((norms > REPRESENTED) & (sup < IN_SUPERPOSITION)).sum(axis=1)
     claim.check(
         "strong_counts",
-        np.all(np.abs(strong - FIG_REPRESENTED) <= 2),
-        what="features with ||W_i|| >= 0.9 per level",
+        np.all(np.abs(strong - FIG_REPRESENTED) <= STRONG_TOL),
+        what="features with ||W_i|| >= 0.9 per level, mean over restarts",
         measured=strong,
-        bound=f"{FIG_REPRESENTED.tolist()} ± 2 (figure)",
+        bound=f"{FIG_REPRESENTED.tolist()} ± {STRONG_TOL} (figure)",
         value=float(np.abs(strong - FIG_REPRESENTED).max()),
-        upper=2,
+        upper=STRONG_TOL,
     )
     claim.check(
         "orthogonal_counts",

@@ -83,8 +83,14 @@ WITNESSES: list[Witness] = [
     Witness(
         T["l1_removes_superposition"],
         "loss_cost",
-        "the largest penalty comes at no loss cost (λ = 0 loss at λ = 0.3)",
-        serve=exactly(L1, _cheaper_at(4, 0)),
+        "the smallest penalty comes at no loss cost (λ = 0 loss at λ = 0.03)",
+        serve=exactly(L1, _cheaper_at(1, 0)),
+    ),
+    Witness(
+        T["l1_removes_superposition"],
+        "loss_grows",
+        "the cost does not grow: the largest λ reports the loss of λ = 0.03",
+        serve=exactly(L1, _cheaper_at(4, 1)),
     ),
     Witness(
         T["adversarial_vulnerability"],

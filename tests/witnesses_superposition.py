@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from witness_kit import Loader, Serve, Witness, best_weights, edit_best, only
+from witness_kit import Loader, Serve, Witness, best_weights, edit_best, edit_setting, only
 
 from toymodel import models
 from toymodel.analysis import metrics
@@ -26,6 +26,18 @@ def _level(
         W, b = best_weights(result, level)
         W, b = change(W, b)
         return edit_best(result, level, W=W, b=b)
+
+    return only(name, apply)
+
+
+def _level_every_restart(
+    name: str, level: int, change: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+) -> Serve:
+    """Every restart of one level given the selected restart's weights changed: ``change(W, b)``."""
+
+    def apply(result: Result) -> Result:
+        W, b = change(*best_weights(result, level))
+        return edit_setting(result, level, W=W, b=b)
 
     return only(name, apply)
 
@@ -290,8 +302,8 @@ WITNESSES: list[Witness] = [
     Witness(
         T["relu_superposition_grows"],
         "strong_counts",
-        "four strong features at 0.85 instead of >= 0.9",
-        serve=_level(RELU, 6, _weaken_strong),
+        "four strong features at 0.85 instead of >= 0.9, in every restart",
+        serve=_level_every_restart(RELU, 6, _weaken_strong),
     ),
     Witness(
         T["relu_superposition_grows"],

@@ -36,7 +36,7 @@ def abs_basic(*, restarts: int = 4, steps: int = 10_000, seed: int = 0) -> Spec:
 
 
 def abs_sparsity(
-    *, n: int = 20, m: int = 8, ratio: float = 0.8, restarts: int = 1, steps: int = 10_000, seed: int = 0
+    *, n: int = 20, m: int = 8, ratio: float = 0.8, restarts: int = 4, steps: int = 10_000, seed: int = 0
 ) -> Spec:
     """The absolute-value model over the seven densities, I=ratio**i. The paper's configuration
     is n=100, m=40 (``n=100, m=40``); the fast tier keeps its ratio n/m = 2.5 and its importance
