@@ -61,13 +61,13 @@ def _monosemantic_counts(result: Result) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_sparsity(
     claim: Claim,
-    counts: tuple[np.ndarray, np.ndarray],
+    both: tuple[np.ndarray, np.ndarray],
     m: int,
     dense_min: int,
     sparse_max: int,
     allowance: float,
 ) -> None:
-    counts, mean = counts
+    counts, mean = both
     claim.record("density", ex.DENSITIES)
     claim.record("monosemantic", counts)
     claim.record("monosemantic_mean_over_restarts", mean)
