@@ -130,6 +130,21 @@ def test_baseline_store(tmp_path: Path) -> None:
     assert again.changes == ["c.json loss: [1, 2] -> [1, 2.5]", "c.json count: now computed from specs ['g']"]
 
 
+def test_baseline_regen_of_some_values_keeps_the_others(tmp_path: Path) -> None:
+    """Regenerating one of a claim's tests (a parameter, a -k selection) keeps the other values."""
+    first = BaselineStore(tmp_path, regen=True)
+    first.check("c", "digon", 0.5, rtol=0, atol=0, spec_hashes=[], seed=0)
+    first.check("c", "pentagon", 0.4, rtol=0, atol=0, spec_hashes=[], seed=0)
+    BaselineStore(tmp_path, regen=True).check(
+        "c", "pentagon", 0.41, rtol=0, atol=0, spec_hashes=["h"], seed=0
+    )
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["values"] == {"digon": 0.5, "pentagon": 0.41}
+    assert data["specs"] == {"digon": [], "pentagon": ["h"]}
+    reader = BaselineStore(tmp_path)
+    assert "within" in reader.check("c", "digon", 0.5, rtol=0, atol=0, spec_hashes=[], seed=0)
+
+
 def test_claim_check_message_and_record() -> None:
     c = Claim(id="some_claim", implementation="numpy", seed=2)
     c.check("ok", True, what="ok", measured=1.0, bound="> 0")

@@ -107,11 +107,17 @@ class BaselineStore:
         measured = _as_number_list(value)
         hashes = sorted(set(spec_hashes))
         if self.regen:
-            entry = self._pending.setdefault(claim_id, {"values": {}, "specs": {}, "hashes": []})
+            self._note_change(claim_id, name, measured, hashes)
+            # the file's other values stay: regenerating some of a claim's tests (one parameter,
+            # a -k selection) must not drop the baselines of the others
+            old = self._before[claim_id]
+            entry = self._pending.setdefault(
+                claim_id,
+                {"values": dict(old.get("values", {})), "specs": dict(old.get("specs") or {}), "hashes": []},
+            )
             entry["values"][name] = measured if np.ndim(np.asarray(value)) else measured[0]
             entry["specs"][name] = hashes
             entry["hashes"].extend(spec_hashes)
-            self._note_change(claim_id, name, measured, hashes)
             self._write(claim_id, seed)
             return f"{name}: recorded {measured}"
         data = self.load(claim_id)
