@@ -24,7 +24,8 @@ def test_uniform_sweep_spec(tier: ex.Tier) -> None:
     assert (spec.model, spec.n, spec.m) == ("relu_output", cfg.n, cfg.m)
     assert (spec.restarts, spec.seed) == (cfg.restarts, 3)
     assert spec.train.steps == cfg.steps
-    assert (spec.train.batch_size, spec.train.lr, spec.train.schedule) == (cfg.batch_size, cfg.lr, cfg.schedule)
+    recipe = (spec.train.batch_size, spec.train.lr, spec.train.schedule)
+    assert recipe == (cfg.batch_size, cfg.lr, cfg.schedule)
     assert np.all(spec.importance_array() == 1.0)
     dens = spec.density_array()
     assert dens.shape == (cfg.levels, cfg.n)
