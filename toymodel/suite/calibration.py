@@ -82,6 +82,46 @@ def clopper_pearson(passed: int, runs: int, level: float = 0.95) -> tuple[float,
     return lo, hi
 
 
+def claims_command(
+    implementation: str,
+    seed: int,
+    report: Path,
+    *,
+    marker: str = FAST_TIER,
+    select: str | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The ``pytest`` command line of one claims run in a subprocess: the installed claims, the
+    shipped baselines, a JSON report at ``report``, quiet and without pytest's own cache."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--pyargs",
+        "toymodel.claims",
+        "-q",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        marker,
+        "--impl",
+        implementation,
+        "--claims-seed",
+        str(seed),
+        "--claims-report",
+        str(report),
+        "--tb=no",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
+        "--baselines-dir",
+        str(shipped_baselines()),
+        *extra,
+    ]
+    return cmd + (["-k", select] if select else [])
+
+
 def run_claims(
     implementation: str,
     seed: int,
@@ -96,33 +136,7 @@ def run_claims(
     "lower", "upper"}}}}``; several tests of one claim (parameters) are merged (failed if any failed)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        cmd = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--pyargs",
-            "toymodel.claims",
-            "-q",
-            "-p",
-            "no:randomly",
-            "-p",
-            "no:cacheprovider",
-            "-m",
-            marker,
-            "--impl",
-            implementation,
-            "--claims-seed",
-            str(seed),
-            "--claims-report",
-            str(report),
-            "--tb=no",
-            "-W",
-            "ignore::pytest.PytestAssertRewriteWarning",
-            "--baselines-dir",
-            str(shipped_baselines()),
-        ]
-        if select:
-            cmd += ["-k", select]
+        cmd = claims_command(implementation, seed, report, marker=marker, select=select)
         full_env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(threads)}
         full_env.pop("TOYMODEL_IMPL", None)
         full_env.pop("PYTEST_ADDOPTS", None)

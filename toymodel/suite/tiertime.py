@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .shipped import default_calibration_dir, shipped_baselines
+from .calibration import claims_command
+from .shipped import default_calibration_dir
 
 FAST_TIER = "not slow"
 FILE = "tier_times.json"
@@ -74,34 +74,14 @@ def time_tier(
     with tempfile.TemporaryDirectory() as tmp:
         cache, report = Path(tmp) / "cache", Path(tmp) / "report.json"
         cache.mkdir()
-        cmd = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--pyargs",
-            "toymodel.claims",
-            "-q",
-            "-p",
-            "no:randomly",
-            "-p",
-            "no:cacheprovider",
-            "-m",
-            FAST_TIER,
-            "--impl",
+        cmd = claims_command(
             implementation,
-            "--claims-seed",
-            str(seed),
-            "--executor",
-            f"processes:{jobs}",
-            "--claims-report",
-            str(report),
-            "--tb=no",
-            "-W",
-            "ignore::pytest.PytestAssertRewriteWarning",
-            "--baselines-dir",
-            str(shipped_baselines()),
-            *(["-k", select] if select else []),
-        ]
+            seed,
+            report,
+            marker=FAST_TIER,
+            select=select,
+            extra=("--executor", f"processes:{jobs}"),
+        )
         env = {**os.environ, "TOYMODEL_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1"}
         for name in ("TOYMODEL_IMPL", "PYTEST_ADDOPTS"):
             env.pop(name, None)
