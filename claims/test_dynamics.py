@@ -147,6 +147,7 @@ def test_octahedron_attractor(trained: Trained, claim: Claim) -> None:
 #: correlated run's 8 miss at about one run in 350 at the lower end of that rate's interval
 #: (calibration/octahedron_attractor.json); 24 miss it at about one in 10^7
 CONTROL_RESTARTS = 24
+
 #: the last plateau's fall in log-loss (e^1.6: about 5x), 3 standard deviations below the falls'
 #: calibrated mean when it was a single restart's check
 PLATEAU_DROP_MIN = 1.6

@@ -49,7 +49,7 @@ from typing import Any
 from scipy import stats
 
 from .cache import file_lock
-from .shipped import shipped_baselines
+from .shipped import default_calibration_dir, shipped_baselines
 
 __all__ = ["check_summary", "clopper_pearson", "parse_seeds", "run_claims", "summarise", "update"]
 
@@ -122,6 +122,35 @@ def claims_command(
     return cmd + (["-k", select] if select else [])
 
 
+def claims_report(
+    implementation: str,
+    seed: int,
+    *,
+    select: str | None = None,
+    marker: str = FAST_TIER,
+    extra: Sequence[str] = (),
+    threads: int = 1,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 4 * 3600,
+) -> tuple[dict[str, Any], int]:
+    """Run one claims run in a subprocess (:func:`claims_command`, ``threads`` for its BLAS and
+    torch, ``env`` on top of this process's, without ``$TOYMODEL_IMPL`` or ``$PYTEST_ADDOPTS``):
+    its JSON report and exit status. RuntimeError, with the output's tail, when it wrote none."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        cmd = claims_command(implementation, seed, report, marker=marker, select=select, extra=extra)
+        full_env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(threads)}
+        full_env.pop("TOYMODEL_IMPL", None)
+        full_env.pop("PYTEST_ADDOPTS", None)
+        proc = subprocess.run(cmd, cwd=tmp, env=full_env, capture_output=True, text=True, timeout=timeout)
+        if not report.exists():
+            raise RuntimeError(
+                f"{implementation} seed {seed}: no report (exit {proc.returncode})\n"
+                f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            )
+        return json.loads(report.read_text()), proc.returncode
+
+
 def run_claims(
     implementation: str,
     seed: int,
@@ -134,19 +163,9 @@ def run_claims(
 ) -> dict[str, Any]:
     """One claims run as data: ``{claim_id: {"verdict", "checks": {key: {"passed", "value",
     "lower", "upper"}}}}``; several tests of one claim (parameters) are merged (failed if any failed)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.json"
-        cmd = claims_command(implementation, seed, report, marker=marker, select=select)
-        full_env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(threads)}
-        full_env.pop("TOYMODEL_IMPL", None)
-        full_env.pop("PYTEST_ADDOPTS", None)
-        proc = subprocess.run(cmd, cwd=tmp, env=full_env, capture_output=True, text=True, timeout=timeout)
-        if not report.exists():
-            raise RuntimeError(
-                f"{implementation} seed {seed}: no report (exit {proc.returncode})\n"
-                f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-            )
-        data = json.loads(report.read_text())
+    data, _ = claims_report(
+        implementation, seed, select=select, marker=marker, threads=threads, env=env, timeout=timeout
+    )
     out: dict[str, Any] = {}
     for record in data["claims"]:
         if record["verdict"] == "skipped":
@@ -254,14 +273,18 @@ def summarise(runs: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, 
     }
 
 
-def _commit() -> str:
+def checkout_commit() -> str:
+    """The commit of the checkout beside the installed claims, ``-dirty`` when its working tree had
+    changes; "unknown" outside a git checkout."""
     try:
-        return (
-            subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-            ).stdout.strip()
-            or "unknown"
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=default_calibration_dir().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
+        return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -270,7 +293,7 @@ def update(folder: Path, implementation: str, seed: int, run: Mapping[str, Any])
     """Add one run to every claim's calibration file in ``folder`` and recompute its statistics
     (under a lock on the folder, so that several calibration processes can share it)."""
     folder.mkdir(parents=True, exist_ok=True)
-    commit = _commit()
+    commit = checkout_commit()
     with file_lock(folder / ".lock", None, lambda: None):
         for claim, result in run.items():
             path = folder / f"{claim}.json"

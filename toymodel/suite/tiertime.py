@@ -18,7 +18,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -26,26 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import claims_command
+from .calibration import checkout_commit, claims_report
 from .shipped import default_calibration_dir
 
 FAST_TIER = "not slow"
 FILE = "tier_times.json"
-
-
-def _commit() -> str:
-    """The checkout's commit, ``-dirty`` when the working tree had changes."""
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=default_calibration_dir().parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _train_seconds(cache: Path) -> dict[str, float]:
@@ -71,38 +55,27 @@ def time_tier(
 ) -> dict[str, Any]:
     """Run the fast tier (or the claims ``select``, a pytest ``-k`` expression) for
     ``implementation`` from an empty cache; its record (see the module docstring)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cache, report = Path(tmp) / "cache", Path(tmp) / "report.json"
-        cache.mkdir()
-        cmd = claims_command(
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.monotonic()
+        data, status = claims_report(
             implementation,
             seed,
-            report,
-            marker=FAST_TIER,
             select=select,
+            marker=FAST_TIER,
             extra=("--executor", f"processes:{jobs}"),
+            env={"TOYMODEL_CACHE_DIR": cache},
+            timeout=timeout,
         )
-        env = {**os.environ, "TOYMODEL_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1"}
-        for name in ("TOYMODEL_IMPL", "PYTEST_ADDOPTS"):
-            env.pop(name, None)
-        start = time.monotonic()
-        proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
         wall = time.monotonic() - start
-        if not report.exists():
-            raise RuntimeError(
-                f"{implementation}: no report (exit {proc.returncode})\n"
-                f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-            )
-        data = json.loads(report.read_text())
-        records, theory = data["claims"], data.get("theory", [])
-        trained = _train_seconds(cache)
+        trained = _train_seconds(Path(cache))
+    records, theory = data["claims"], data.get("theory", [])
     verdicts = collections.Counter(r["verdict"] for r in records)
     return {
         "implementation": implementation,
         "seed": seed,
         "jobs": jobs,
         "wall_seconds": round(wall, 1),
-        "exit_status": proc.returncode,
+        "exit_status": status,
         "verdicts": dict(sorted(verdicts.items())),
         "theory_verdicts": dict(sorted(collections.Counter(r["verdict"] for r in theory).items())),
         "failed": sorted(r["claim"] for r in records if r["verdict"] not in ("passed", "skipped", "xfailed")),
@@ -110,7 +83,7 @@ def time_tier(
         "command": f"pytest claims -m '{FAST_TIER}' --impl {implementation} --claims-seed {seed} "
         f"--executor processes:{jobs}" + (f" -k '{select}'" if select else "") + " (empty result cache)",
         "date": datetime.date.today().isoformat(),
-        "commit": _commit(),
+        "commit": checkout_commit(),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
